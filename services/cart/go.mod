@@ -1,0 +1,3 @@
+module github.com/eventshop/eventshop/services/cart
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/eventshop/eventshop/services/discount
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/eventshop/eventshop/services/inventory
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/eventshop/eventshop/services/order
+
+go 1.26
