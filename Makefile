@@ -1,0 +1,93 @@
+# eventshop: the one entry point. `make` (or `make help`) lists the targets.
+# Every target that loops over code loops over the modules of go.work (scripts/modules.sh).
+
+SHELL        := /usr/bin/env bash
+.SHELLFLAGS  := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+EVENTSHOP_WORK ?= $(CURDIR)/.work
+export EVENTSHOP_WORK
+BIN          := $(CURDIR)/bin
+MODULES      := $(shell scripts/modules.sh)
+SERVICES     := $(filter ./services/%,$(MODULES))
+
+say = @printf '\n==> %s\n' "$(1)"
+
+# in_modules: run $(1) in every module, skipping modules without Go packages yet (go vet/test/build
+# fail on an empty ./...); keeps going and fails at the end if any module failed.
+define in_modules
+rc=0; for m in $(MODULES); do \
+	if out="$$(cd "$$m" && go list ./... 2>/dev/null)" && [[ -z $$out ]]; then echo "-- $$m: no Go packages yet, skipped"; continue; fi; \
+	echo "-- $$m: $(1)"; (cd "$$m" && $(1)) || rc=1; \
+done; exit $$rc
+endef
+
+.PHONY: help up down infra-up infra-down test build vet fmt tidy proto lint clean
+
+help: ## list the targets
+	@echo "eventshop make targets (work folder: $(EVENTSHOP_WORK))"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "modules: $(MODULES)"
+	@echo "fallback broker without Java: EVENTSHOP_KAFKA=kfake make up"
+
+up: infra-up ## start PostgreSQL + Kafka, build the services into bin/, print endpoints
+	$(call say,building service commands into bin/)
+	@mkdir -p "$(BIN)"
+	@for m in $(SERVICES); do \
+		if [[ -d $$m/cmd ]]; then \
+			echo "go build -o bin/ ./cmd/...   ($$m)"; \
+			(cd "$$m" && go build -o "$(BIN)/" ./cmd/...); \
+		else \
+			echo "skip $$m: no cmd/ directory yet"; \
+		fi; \
+	done
+	$(call say,endpoints)
+	@scripts/infra.sh env
+	@echo "# PostgreSQL databases: cart inventory orders discount; logs: $(EVENTSHOP_WORK)/logs"
+	@echo "# load into your shell: eval \"\$$(scripts/infra.sh env)\""
+
+down: infra-down ## stop what `make up` started
+
+infra-up: ## start the local PostgreSQL and Kafka (no-op when running)
+	$(call say,scripts/infra.sh up)
+	@scripts/infra.sh up
+
+infra-down: ## stop the local PostgreSQL and Kafka (only ours)
+	$(call say,scripts/infra.sh down)
+	@scripts/infra.sh down
+
+test: ## infra up, then go vet + go test every module (TEST_FLAGS=... for extra flags)
+	$(call say,scripts/test.sh with TEST_FLAGS=$(TEST_FLAGS))
+	@TEST_FLAGS='$(TEST_FLAGS)' scripts/test.sh
+
+build: ## go build ./... in every module
+	$(call say,go build ./... in: $(MODULES))
+	@$(call in_modules,go build ./...)
+
+vet: ## go vet ./... in every module
+	$(call say,go vet ./... in: $(MODULES))
+	@$(call in_modules,go vet ./...)
+
+fmt: ## gofmt -w every module
+	$(call say,gofmt -w in: $(MODULES))
+	@gofmt -l -w $(MODULES)
+
+tidy: ## go mod tidy in every module, then go work sync
+	$(call say,go mod tidy in: $(MODULES))
+	@for m in $(MODULES); do echo "-- $$m"; (cd "$$m" && go mod tidy); done
+	$(call say,go work sync)
+	@go work sync
+
+proto: ## generate the protobuf code (scripts/proto.sh)
+	$(call say,scripts/proto.sh)
+	@scripts/proto.sh
+
+lint: ## gofmt check + go vet in every module
+	$(call say,gofmt -l: files listed here need make fmt)
+	@out="$$(gofmt -l $(MODULES))"; if [[ -n $$out ]]; then echo "$$out"; echo "gofmt: run make fmt"; exit 1; fi
+	$(call say,go vet ./... in: $(MODULES))
+	@$(call in_modules,go vet ./...)
+
+clean: down ## stop the infra, remove bin/ and the work folder
+	$(call say,removing bin/ and $(EVENTSHOP_WORK))
+	@rm -rf "$(BIN)" "$(EVENTSHOP_WORK)"
