@@ -50,6 +50,9 @@ for mod in "${modules[@]}"; do
 done
 
 echo >&2
+tested=$((${#modules[@]} - ${#skipped[@]}))
+# A plain closing line that CI reads: modules whose vet and tests passed / failed.
+echo "modules: $((tested - ${#failed[@]})) passed, ${#failed[@]} failed"
 if ((${#failed[@]} > 0)); then
 	log "FAILED modules: ${failed[*]}"
 	exit 1
