@@ -70,7 +70,7 @@ func eventshopMessages() []protoreflect.MessageDescriptor {
 }
 
 // envelope is what a generic consumer reads from any envelope (see
-// pkg/events.Envelope). The assertions also link the generated packages in, so
+// pkg/envelope.Envelope). The assertions also link the generated packages in, so
 // the registry walk sees them.
 type envelope interface {
 	GetEventId() string

@@ -1,4 +1,4 @@
-package events_test
+package envelope_test
 
 import (
 	"context"
@@ -9,15 +9,15 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/eventshop/eventshop/pkg/events"
+	"github.com/eventshop/eventshop/pkg/envelope"
 	"github.com/eventshop/eventshop/pkg/kafka"
 	cartpb "github.com/eventshop/eventshop/proto/eventshop/cart/v1"
 )
 
 func itemAdded() *cartpb.CartEvent {
 	return &cartpb.CartEvent{
-		EventId:          events.NewID(),
-		OccurredAt:       events.Now(),
+		EventId:          envelope.NewID(),
+		OccurredAt:       envelope.Now(),
 		AggregateId:      "cart-1",
 		AggregateVersion: 3,
 		Payload: &cartpb.CartEvent_ItemAdded{ItemAdded: &cartpb.ItemAdded{
@@ -32,7 +32,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
 
 	env := itemAdded()
-	m, err := events.Encode(ctx, events.TopicCartEvents, "eventshop/cart", env)
+	m, err := envelope.Encode(ctx, envelope.TopicCartEvents, "eventshop/cart", env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,18 +50,18 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			t.Errorf("header %s = %q, want %q", k, got, v)
 		}
 	}
-	if m.Header("ce_time") == "" || string(m.Key) != "cart-1" || m.Topic != events.TopicCartEvents {
+	if m.Header("ce_time") == "" || string(m.Key) != "cart-1" || m.Topic != envelope.TopicCartEvents {
 		t.Errorf("message key/topic/time wrong: %q %q %q", m.Key, m.Topic, m.Header("ce_time"))
 	}
 
 	var got cartpb.CartEvent
-	if err := events.Decode(m, &got); err != nil {
+	if err := envelope.Decode(m, &got); err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(&got, env) {
 		t.Fatalf("round trip changed the envelope:\n got %v\nwant %v", &got, env)
 	}
-	if sc := trace.SpanContextFromContext(events.Context(context.Background(), m)); sc.TraceID() != tid {
+	if sc := trace.SpanContextFromContext(envelope.Context(context.Background(), m)); sc.TraceID() != tid {
 		t.Fatalf("consumer context trace id = %s, want %s", sc.TraceID(), tid)
 	}
 }
@@ -81,7 +81,7 @@ func TestEncodeRejectsIncompleteEnvelopes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := itemAdded()
 			tt.mut(e)
-			if _, err := events.Encode(context.Background(), "t", "s", e); err == nil {
+			if _, err := envelope.Encode(context.Background(), "t", "s", e); err == nil {
 				t.Fatal("Encode accepted an incomplete envelope")
 			}
 		})
@@ -98,7 +98,7 @@ func TestDecodeClassifiesBadInput(t *testing.T) {
 	unknownKind = protowire.AppendString(unknownKind, "evt-9")
 	unknownKind = protowire.AppendTag(unknownKind, 3, protowire.BytesType)
 	unknownKind = protowire.AppendString(unknownKind, "cart-9")
-	ts, _ := proto.Marshal(events.Now())
+	ts, _ := proto.Marshal(envelope.Now())
 	unknownKind = protowire.AppendTag(unknownKind, 2, protowire.BytesType)
 	unknownKind = protowire.AppendBytes(unknownKind, ts)
 	unknownKind = protowire.AppendTag(unknownKind, 99, protowire.BytesType)
@@ -122,11 +122,11 @@ func TestDecodeClassifiesBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var e cartpb.CartEvent
-			err := events.Decode(kafka.Message{Value: tt.value}, &e)
+			err := envelope.Decode(kafka.Message{Value: tt.value}, &e)
 			if got := kafka.IsPermanent(err); got != tt.permanent {
 				t.Fatalf("permanent = %v (err %v), want %v", got, err, tt.permanent)
 			}
-			if got := errors.Is(err, events.ErrUnknownPayload); got != tt.unknown {
+			if got := errors.Is(err, envelope.ErrUnknownPayload); got != tt.unknown {
 				t.Fatalf("unknown = %v (err %v), want %v", got, err, tt.unknown)
 			}
 			if !tt.permanent && !tt.unknown && err != nil {
@@ -138,10 +138,10 @@ func TestDecodeClassifiesBadInput(t *testing.T) {
 
 func TestDefaultTopicsMatchCatalog(t *testing.T) {
 	got := map[string]kafka.TopicSpec{}
-	for _, s := range events.DefaultTopics() {
+	for _, s := range envelope.DefaultTopics() {
 		got[s.Name] = s
 	}
-	if got["cart.events.v1"].Partitions != 6 || !got["inventory.products.v1"].Compacted || len(got) != 5 {
+	if got["cart.envelope.v1"].Partitions != 6 || !got["inventory.products.v1"].Compacted || len(got) != 5 {
 		t.Fatalf("topics = %+v", got)
 	}
 }

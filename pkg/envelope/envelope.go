@@ -1,7 +1,7 @@
-// Package events turns eventshop's protobuf envelopes into Kafka messages and back:
+// Package envelope turns eventshop's protobuf envelopes into Kafka messages and back:
 // the value is the binary envelope, the key its aggregate id, and the headers carry the
 // CloudEvents binary-mode attributes and the W3C traceparent.
-package events
+package envelope
 
 import (
 	"context"
@@ -20,11 +20,11 @@ import (
 
 // Default topic names (configuration may override them) and their partition counts.
 const (
-	TopicCartEvents      = "cart.events.v1"
-	TopicInventoryEvents = "inventory.events.v1"
+	TopicCartEvents      = "cart.envelope.v1"
+	TopicInventoryEvents = "inventory.envelope.v1"
 	TopicProducts        = "inventory.products.v1"
-	TopicDiscountEvents  = "discount.events.v1"
-	TopicOrderEvents     = "order.events.v1"
+	TopicDiscountEvents  = "discount.envelope.v1"
+	TopicOrderEvents     = "order.envelope.v1"
 )
 
 // DefaultTopics lists every topic of the event catalog with its partitions, for creation
@@ -63,7 +63,7 @@ type Envelope interface {
 
 // ErrUnknownPayload means the envelope decoded but carries a payload kind this build
 // does not know (a newer producer). Consumers skip such events and count them.
-var ErrUnknownPayload = errors.New("events: unknown payload kind")
+var ErrUnknownPayload = errors.New("envelope: unknown payload kind")
 
 // NewID returns a new event id (a time-ordered UUIDv7).
 func NewID() string {
@@ -88,7 +88,7 @@ func Encode(ctx context.Context, topic, source string, env Envelope) (kafka.Mess
 	}
 	value, err := proto.Marshal(env)
 	if err != nil {
-		return kafka.Message{}, fmt.Errorf("events: marshal %s: %w", ceType, err)
+		return kafka.Message{}, fmt.Errorf("envelope: marshal %s: %w", ceType, err)
 	}
 	hs := []kafka.Header{
 		{Key: HeaderID, Value: []byte(env.GetEventId())},
@@ -110,20 +110,20 @@ func Encode(ctx context.Context, topic, source string, env Envelope) (kafka.Mess
 func validate(env Envelope) (ceType string, err error) {
 	switch {
 	case env.GetEventId() == "":
-		return "", errors.New("events: envelope has no event_id")
+		return "", errors.New("envelope: envelope has no event_id")
 	case env.GetAggregateId() == "":
-		return "", errors.New("events: envelope has no aggregate_id")
+		return "", errors.New("envelope: envelope has no aggregate_id")
 	case env.GetOccurredAt() == nil:
-		return "", errors.New("events: envelope has no occurred_at")
+		return "", errors.New("envelope: envelope has no occurred_at")
 	case env.GetAggregateVersion() < 0:
-		return "", fmt.Errorf("events: negative aggregate_version %d", env.GetAggregateVersion())
+		return "", fmt.Errorf("envelope: negative aggregate_version %d", env.GetAggregateVersion())
 	}
 	payload, ceType := eventspb.Payload(env)
 	if payload == nil {
 		return "", ErrUnknownPayload
 	}
 	if ceType == "" {
-		return "", fmt.Errorf("events: payload %s declares no ce_type", payload.ProtoReflect().Descriptor().FullName())
+		return "", fmt.Errorf("envelope: payload %s declares no ce_type", payload.ProtoReflect().Descriptor().FullName())
 	}
 	return ceType, nil
 }
@@ -133,7 +133,7 @@ func validate(env Envelope) (ceType string, err error) {
 // runner dead-letters them); an unknown payload kind returns ErrUnknownPayload.
 func Decode(m kafka.Message, env Envelope) error {
 	if err := proto.Unmarshal(m.Value, env); err != nil {
-		return kafka.Permanent(fmt.Errorf("events: undecodable %s message at %s/%d@%d: %w", env.ProtoReflect().Descriptor().Name(), m.Topic, m.Partition, m.Offset, err))
+		return kafka.Permanent(fmt.Errorf("envelope: undecodable %s message at %s/%d@%d: %w", env.ProtoReflect().Descriptor().Name(), m.Topic, m.Partition, m.Offset, err))
 	}
 	if _, err := validate(env); err != nil {
 		if errors.Is(err, ErrUnknownPayload) {
