@@ -1,0 +1,196 @@
+// Package store keeps carts, the catalog read model and idempotency keys in PostgreSQL.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/eventshop/eventshop/services/cart/internal/cart"
+)
+
+// PG is the cart's PostgreSQL store. Methods taking a tx run inside the caller's transaction.
+type PG struct{ db *sqlx.DB }
+
+// New returns a store over db.
+func New(db *sqlx.DB) *PG { return &PG{db: db} }
+
+// DB is the pool, for transactions.
+func (s *PG) DB() *sqlx.DB { return s.db }
+
+// LockUser serializes every command of one user until tx ends, so that concurrent
+// commands on one cart apply one after another and get consecutive versions.
+func (s *PG) LockUser(ctx context.Context, tx *sqlx.Tx, userID string) error {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 42))`, userID); err != nil {
+		return fmt.Errorf("lock user: %w", err)
+	}
+	return nil
+}
+
+type cartRow struct {
+	ID         string    `db:"id"`
+	UserID     string    `db:"user_id"`
+	Status     string    `db:"status"`
+	CouponCode string    `db:"coupon_code"`
+	Version    int64     `db:"version"`
+	UpdatedAt  time.Time `db:"updated_at"`
+}
+
+// OpenCart returns the user's open cart with its lines, or nil when the user has none.
+func (s *PG) OpenCart(ctx context.Context, q sqlx.QueryerContext, userID string) (*cart.Cart, error) {
+	var r cartRow
+	err := sqlx.GetContext(ctx, q, &r, `SELECT id, user_id, status, coupon_code, version, updated_at FROM carts WHERE user_id = $1 AND status = 'open'`, userID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load open cart: %w", err)
+	}
+	c := &cart.Cart{ID: r.ID, UserID: r.UserID, Status: cart.Status(r.Status), CouponCode: r.CouponCode, Version: r.Version, UpdatedAt: r.UpdatedAt.UTC()}
+	var lines []struct {
+		ProductID string `db:"product_id"`
+		Quantity  int32  `db:"quantity"`
+		Price     int64  `db:"unit_price_cents"`
+	}
+	if err := sqlx.SelectContext(ctx, q, &lines, `SELECT product_id, quantity, unit_price_cents FROM cart_lines WHERE cart_id = $1 ORDER BY position`, c.ID); err != nil {
+		return nil, fmt.Errorf("load cart lines: %w", err)
+	}
+	for _, l := range lines {
+		c.Lines = append(c.Lines, cart.Line{ProductID: l.ProductID, Quantity: l.Quantity, UnitPriceCents: l.Price})
+	}
+	return c, nil
+}
+
+// SaveCart writes c and replaces its lines. checkoutID is set when c was just checked out.
+func (s *PG) SaveCart(ctx context.Context, tx *sqlx.Tx, c *cart.Cart, checkoutID string) error {
+	var cid any
+	if checkoutID != "" {
+		cid = checkoutID
+	}
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO carts (id, user_id, status, coupon_code, version, checkout_id, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, now())
+		ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, coupon_code = EXCLUDED.coupon_code,
+		    version = EXCLUDED.version, checkout_id = COALESCE(EXCLUDED.checkout_id, carts.checkout_id), updated_at = now()`,
+		c.ID, c.UserID, string(c.Status), c.CouponCode, c.Version, cid); err != nil {
+		return fmt.Errorf("save cart: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM cart_lines WHERE cart_id = $1`, c.ID); err != nil {
+		return fmt.Errorf("save cart lines: %w", err)
+	}
+	if len(c.Lines) == 0 {
+		return nil
+	}
+	ids := make([]string, len(c.Lines))
+	qty := make([]int64, len(c.Lines))
+	price := make([]int64, len(c.Lines))
+	pos := make([]int64, len(c.Lines))
+	for i, l := range c.Lines {
+		ids[i], qty[i], price[i], pos[i] = l.ProductID, int64(l.Quantity), l.UnitPriceCents, int64(i)
+	}
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO cart_lines (cart_id, product_id, quantity, unit_price_cents, position)
+		SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::int[])`,
+		c.ID, pq.Array(ids), pq.Array(qty), pq.Array(price), pq.Array(pos)); err != nil {
+		return fmt.Errorf("save cart lines: %w", err)
+	}
+	return nil
+}
+
+// Product returns a catalog product or cart.ErrUnknownProduct.
+func (s *PG) Product(ctx context.Context, q sqlx.QueryerContext, id string) (cart.Product, error) {
+	var p struct {
+		ID    string `db:"product_id"`
+		Name  string `db:"name"`
+		Price int64  `db:"price_cents"`
+	}
+	err := sqlx.GetContext(ctx, q, &p, `SELECT product_id, name, price_cents FROM catalog WHERE product_id = $1`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cart.Product{}, cart.ErrUnknownProduct
+	}
+	if err != nil {
+		return cart.Product{}, fmt.Errorf("load product %s: %w", id, err)
+	}
+	return cart.Product{ID: p.ID, Name: p.Name, PriceCents: p.Price}, nil
+}
+
+// Products returns the catalog entries of ids (missing ones are absent from the map).
+func (s *PG) Products(ctx context.Context, q sqlx.QueryerContext, ids []string) (map[string]cart.Product, error) {
+	out := map[string]cart.Product{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		ID    string `db:"product_id"`
+		Name  string `db:"name"`
+		Price int64  `db:"price_cents"`
+	}
+	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT product_id, name, price_cents FROM catalog WHERE product_id = ANY($1)`, pq.Array(ids)); err != nil {
+		return nil, fmt.Errorf("load products: %w", err)
+	}
+	for _, r := range rows {
+		out[r.ID] = cart.Product{ID: r.ID, Name: r.Name, PriceCents: r.Price}
+	}
+	return out, nil
+}
+
+// CatalogEntry is one product snapshot of the read model.
+type CatalogEntry struct {
+	ProductID  string
+	Name       string
+	PriceCents int64
+	Available  int32
+	Version    int64
+	UpdatedAt  time.Time
+}
+
+// UpsertProduct applies a product snapshot unless the stored one is as new or newer, so
+// duplicates and out-of-order snapshots change nothing. It reports whether it applied.
+func (s *PG) UpsertProduct(ctx context.Context, e CatalogEntry) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `
+		INSERT INTO catalog (product_id, name, price_cents, available, version, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (product_id) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents,
+		    available = EXCLUDED.available, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+		WHERE catalog.version < EXCLUDED.version`,
+		e.ProductID, e.Name, e.PriceCents, e.Available, e.Version, e.UpdatedAt)
+	if err != nil {
+		return false, fmt.Errorf("upsert product %s: %w", e.ProductID, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// StoredResponse is the first outcome of a request made with an Idempotency-Key.
+type StoredResponse struct {
+	Method      string `db:"method"`
+	RequestHash []byte `db:"request_hash"`
+	Response    []byte `db:"response"`
+}
+
+// IdempotentResponse returns the stored outcome of (userID, key), if any.
+func (s *PG) IdempotentResponse(ctx context.Context, q sqlx.QueryerContext, userID, key string) (*StoredResponse, error) {
+	var r StoredResponse
+	err := sqlx.GetContext(ctx, q, &r, `SELECT method, request_hash, response FROM idempotency_keys WHERE user_id = $1 AND key = $2`, userID, key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load idempotency key: %w", err)
+	}
+	return &r, nil
+}
+
+// SaveIdempotentResponse stores the outcome of (userID, key) inside the command's tx.
+func (s *PG) SaveIdempotentResponse(ctx context.Context, tx *sqlx.Tx, userID, key string, r StoredResponse) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (user_id, key, method, request_hash, response) VALUES ($1, $2, $3, $4, $5)`,
+		userID, key, r.Method, r.RequestHash, r.Response); err != nil {
+		return fmt.Errorf("save idempotency key: %w", err)
+	}
+	return nil
+}
