@@ -95,7 +95,7 @@ func (h *Health) Run(ctx context.Context, every time.Duration) {
 		if ctx.Err() != nil {
 			return // failures caused by our own cancellation say nothing about readiness
 		}
-		if true {
+		if !h.shutting.Load() {
 			status := healthpb.HealthCheckResponse_NOT_SERVING
 			if ok {
 				status = healthpb.HealthCheckResponse_SERVING
