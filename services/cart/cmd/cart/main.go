@@ -1,5 +1,6 @@
 // Command cart runs the cart service: the CartService gRPC API and its HTTP/JSON gateway,
 // publishing cart events to Kafka through the outbox and one persistent producer.
+// Configuration comes from the environment; see internal/app.Config.
 package main
 
 import (
@@ -14,13 +15,16 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "cart:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(ctx context.Context) error {
 	cfg, err := app.LoadConfig()
 	if err != nil {
 		return err
@@ -29,18 +33,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
-		log.Error("start failed", "err", err)
 		return err
 	}
-	err = a.Run(ctx)
-	if err != nil {
-		log.Error("stopped with error", "err", err)
-	}
-	return err
+	return a.Run(ctx)
 }
-
