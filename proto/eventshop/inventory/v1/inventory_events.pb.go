@@ -320,7 +320,10 @@ type ReservationRejected struct {
 	// Quantity the cart asked to reserve.
 	Requested int32 `protobuf:"varint,2,opt,name=requested,proto3" json:"requested,omitempty"`
 	// Quantity available at the time.
-	Available     int32 `protobuf:"varint,3,opt,name=available,proto3" json:"available,omitempty"`
+	Available int32 `protobuf:"varint,3,opt,name=available,proto3" json:"available,omitempty"`
+	// Set when the rejection is the outcome of a checkout (the cart's lines could
+	// not all be committed); empty for a rejection while the cart is edited.
+	CheckoutId    string `protobuf:"bytes,4,opt,name=checkout_id,json=checkoutId,proto3" json:"checkout_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -374,6 +377,13 @@ func (x *ReservationRejected) GetAvailable() int32 {
 		return x.Available
 	}
 	return 0
+}
+
+func (x *ReservationRejected) GetCheckoutId() string {
+	if x != nil {
+		return x.CheckoutId
+	}
+	return ""
 }
 
 // StockReleased: stock reserved for the cart went back to available.
@@ -571,12 +581,14 @@ const file_eventshop_inventory_v1_inventory_events_proto_rawDesc = "" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x05R\bquantity\x12'\n" +
-	"\x0favailable_after\x18\x03 \x01(\x05R\x0eavailableAfter:\x1c\x8a\xb5\x18\x18inventory.stock.reserved\"\x94\x01\n" +
+	"\x0favailable_after\x18\x03 \x01(\x05R\x0eavailableAfter:\x1c\x8a\xb5\x18\x18inventory.stock.reserved\"\xb5\x01\n" +
 	"\x13ReservationRejected\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12\x1c\n" +
 	"\trequested\x18\x02 \x01(\x05R\trequested\x12\x1c\n" +
-	"\tavailable\x18\x03 \x01(\x05R\tavailable:\"\x8a\xb5\x18\x1einventory.reservation.rejected\"\xa7\x01\n" +
+	"\tavailable\x18\x03 \x01(\x05R\tavailable\x12\x1f\n" +
+	"\vcheckout_id\x18\x04 \x01(\tR\n" +
+	"checkoutId:\"\x8a\xb5\x18\x1einventory.reservation.rejected\"\xa7\x01\n" +
 	"\rStockReleased\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12\x1a\n" +

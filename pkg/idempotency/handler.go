@@ -1,0 +1,114 @@
+package idempotency
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/eventshop/eventshop/pkg/envelope"
+	"github.com/eventshop/eventshop/pkg/kafka"
+	"github.com/eventshop/eventshop/pkg/postgres"
+)
+
+// Outcome is what became of one consumed event.
+type Outcome string
+
+// Outcomes of Handler.
+const (
+	Applied   Outcome = "applied"
+	Duplicate Outcome = "duplicate" // event id already applied
+	Stale     Outcome = "stale"     // aggregate version not newer than one already applied
+	Unknown   Outcome = "unknown"   // payload kind this build does not know
+)
+
+// Effect is a consumer's effect for one decoded envelope, run inside the transaction
+// that also records the event id and the aggregate version.
+type Effect[E envelope.Envelope] func(ctx context.Context, tx *sqlx.Tx, env E, m kafka.Message) error
+
+// HandlerConfig configures Handler.
+type HandlerConfig struct {
+	// Consumer names the consumer (its group id) in processed_events.
+	Consumer string
+	// OnOutcome, if set, is called after each event (for metrics).
+	OnOutcome func(topic string, o Outcome)
+	Log       *slog.Logger
+}
+
+// Handler is the consumer preamble every eventshop service uses: decode the envelope
+// (undecodable or invalid -> permanent, so the runner dead-letters it), skip unknown
+// payload kinds, and in one transaction record the event id (a duplicate is skipped),
+// check the aggregate version per topic (an older event is skipped), then apply the
+// effect. newEnv returns an empty envelope of the topic's type.
+func Handler[E envelope.Envelope](db *sqlx.DB, cfg HandlerConfig, newEnv func(topic string) (E, bool), apply Effect[E]) kafka.Handler {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	report := func(topic string, o Outcome) {
+		if cfg.OnOutcome != nil {
+			cfg.OnOutcome(topic, o)
+		}
+	}
+	return func(ctx context.Context, m kafka.Message) error {
+		env, ok := newEnv(m.Topic)
+		if !ok {
+			return kafka.Permanent(fmt.Errorf("no envelope type for topic %s", m.Topic))
+		}
+		if err := envelope.Decode(m, env); err != nil {
+			if errors.Is(err, envelope.ErrUnknownPayload) {
+				log.Warn("skipping unknown payload kind", "topic", m.Topic, "event_id", env.GetEventId(), "ce_type", m.Header(envelope.HeaderType))
+				report(m.Topic, Unknown)
+				return nil
+			}
+			return err
+		}
+		ctx = envelope.Context(ctx, m)
+		outcome := Applied
+		err := postgres.InTx(ctx, db, postgres.TxOptions{}, func(tx *sqlx.Tx) error {
+			outcome = Applied
+			first, err := Record(ctx, tx, cfg.Consumer, env.GetEventId())
+			if err != nil {
+				return err
+			}
+			if !first {
+				outcome = Duplicate
+				return nil
+			}
+			newer, err := advance(ctx, tx, cfg.Consumer, m.Topic, env.GetAggregateId(), env.GetAggregateVersion())
+			if err != nil {
+				return err
+			}
+			if !newer {
+				outcome = Stale
+				return nil // the event id stays recorded: it will never apply
+			}
+			return apply(ctx, tx, env, m)
+		})
+		if err != nil {
+			return err
+		}
+		if outcome != Applied {
+			log.Info("event skipped", "outcome", string(outcome), "topic", m.Topic, "event_id", env.GetEventId(),
+				"aggregate_id", env.GetAggregateId(), "version", env.GetAggregateVersion())
+		}
+		report(m.Topic, outcome)
+		return nil
+	}
+}
+
+// advance records version as the newest applied for the aggregate and reports whether
+// it is newer than what was recorded before.
+func advance(ctx context.Context, tx *sqlx.Tx, consumer, topic, aggregateID string, version int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `
+		INSERT INTO aggregate_versions (consumer, topic, aggregate_id, version) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (consumer, topic, aggregate_id) DO UPDATE SET version = EXCLUDED.version
+		WHERE aggregate_versions.version < EXCLUDED.version`, consumer, topic, aggregateID, version)
+	if err != nil {
+		return false, fmt.Errorf("idempotency: aggregate version of %s: %w", aggregateID, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

@@ -1,0 +1,78 @@
+package idempotency_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/eventshop/eventshop/pkg/envelope"
+	"github.com/eventshop/eventshop/pkg/idempotency"
+	"github.com/eventshop/eventshop/pkg/kafka"
+	cartpb "github.com/eventshop/eventshop/proto/eventshop/cart/v1"
+)
+
+func cartMsg(t *testing.T, id string, version int64) kafka.Message {
+	t.Helper()
+	e := &cartpb.CartEvent{EventId: id, OccurredAt: envelope.Now(), AggregateId: "cart-1", AggregateVersion: version,
+		Payload: &cartpb.CartEvent_CouponApplied{CouponApplied: &cartpb.CouponApplied{UserId: "u", CouponCode: "X"}}}
+	m, err := envelope.Encode(context.Background(), "cart.events.v1", "test", e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestHandlerAppliesOnceSkipsStaleUnknownAndRejectsPoison(t *testing.T) {
+	db := setup(t)
+	ctx := context.Background()
+	outcomes := map[idempotency.Outcome]int{}
+	var applied []int64
+	h := idempotency.Handler(db, idempotency.HandlerConfig{Consumer: "inventory", OnOutcome: func(_ string, o idempotency.Outcome) { outcomes[o]++ }},
+		func(string) (*cartpb.CartEvent, bool) { return &cartpb.CartEvent{}, true },
+		func(ctx context.Context, tx *sqlx.Tx, e *cartpb.CartEvent, _ kafka.Message) error {
+			applied = append(applied, e.GetAggregateVersion())
+			return increment(ctx)(tx)
+		})
+
+	steps := []kafka.Message{
+		cartMsg(t, "e1", 1),
+		cartMsg(t, "e2", 2),
+		cartMsg(t, "e2", 2),  // duplicate
+		cartMsg(t, "e1b", 1), // stale: older version, new id
+		cartMsg(t, "e4", 4),  // gap is applied
+	}
+	for i, m := range steps {
+		if err := h(ctx, m); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	unknown := protowire.AppendTag(nil, 1, protowire.BytesType)
+	unknown = protowire.AppendString(unknown, "e5")
+	unknown = protowire.AppendTag(unknown, 3, protowire.BytesType)
+	unknown = protowire.AppendString(unknown, "cart-1")
+	ts, _ := protoMarshalNow()
+	unknown = protowire.AppendTag(unknown, 2, protowire.BytesType)
+	unknown = protowire.AppendBytes(unknown, ts)
+	unknown = protowire.AppendTag(unknown, 77, protowire.BytesType)
+	unknown = protowire.AppendBytes(unknown, nil)
+	if err := h(ctx, kafka.Message{Topic: "cart.events.v1", Value: unknown}); err != nil {
+		t.Fatalf("unknown payload: %v", err)
+	}
+	if err := h(ctx, kafka.Message{Topic: "cart.events.v1", Value: []byte{0xff, 0x01}}); !kafka.IsPermanent(err) {
+		t.Fatalf("undecodable message: %v, want a permanent error", err)
+	}
+	if n := counter(t, db); n != 3 {
+		t.Fatalf("counter %d, want 3 (versions 1, 2, 4)", n)
+	}
+	want := map[idempotency.Outcome]int{idempotency.Applied: 3, idempotency.Duplicate: 1, idempotency.Stale: 1, idempotency.Unknown: 1}
+	for o, n := range want {
+		if outcomes[o] != n {
+			t.Fatalf("outcomes %v, want %v", outcomes, want)
+		}
+	}
+}
+
+func protoMarshalNow() ([]byte, error) { return proto.Marshal(envelope.Now()) }
