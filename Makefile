@@ -22,7 +22,7 @@ rc=0; for m in $(MODULES); do \
 done; exit $$rc
 endef
 
-.PHONY: help up down infra-up infra-down test build vet fmt tidy proto lint clean
+.PHONY: help up up-native down build-services infra-up infra-down test build vet fmt tidy proto lint clean
 
 help: ## list the targets
 	@echo "eventshop make targets (work folder: $(EVENTSHOP_WORK))"
@@ -30,23 +30,35 @@ help: ## list the targets
 	@echo "modules: $(MODULES)"
 	@echo "fallback broker without Java: EVENTSHOP_KAFKA=kfake make up"
 
-up: infra-up ## start PostgreSQL + Kafka, build the services into bin/, print endpoints
+up: ## the full local stack: Docker Compose when a Docker engine answers, else native processes
+	@if [[ -z "$${EVENTSHOP_NATIVE:-}" ]] && [[ -f docker-compose.yml ]] && docker info >/dev/null 2>&1; then \
+		printf '\n==> %s\n' "Docker engine found: docker compose up (EVENTSHOP_NATIVE=1 for the native stack)"; \
+		mkdir -p "$(EVENTSHOP_WORK)" && touch "$(EVENTSHOP_WORK)/compose-up"; \
+		docker compose up -d --build --wait; \
+	else \
+		$(MAKE) --no-print-directory up-native; \
+	fi
+
+up-native: infra-up build-services ## native stack: PostgreSQL, Kafka and the four services as processes
+	$(call say,scripts/services.sh start)
+	@scripts/services.sh start
+	@scripts/services.sh endpoints
+
+down: ## stop what `make up` started (services, then Kafka and PostgreSQL, or the Compose stack)
+	$(call say,stopping the stack)
+	@if [[ -f "$(EVENTSHOP_WORK)/compose-up" ]]; then docker compose down && rm -f "$(EVENTSHOP_WORK)/compose-up"; fi
+	@scripts/services.sh stop
+	@scripts/infra.sh down
+
+build-services: ## go build each service's command and the dev token tool into bin/
 	$(call say,building service commands into bin/)
 	@mkdir -p "$(BIN)"
 	@for m in $(SERVICES); do \
-		if [[ -d $$m/cmd ]]; then \
-			echo "go build -o bin/ ./cmd/...   ($$m)"; \
-			(cd "$$m" && go build -o "$(BIN)/" ./cmd/...); \
-		else \
-			echo "skip $$m: no cmd/ directory yet"; \
-		fi; \
+		name="$$(basename "$$m")"; \
+		if [[ -d $$m/cmd/$$name ]]; then echo "go build -o bin/$$name ./cmd/$$name   ($$m)"; (cd "$$m" && go build -o "$(BIN)/$$name" "./cmd/$$name"); \
+		else echo "skip $$m: no cmd/$$name yet"; fi; \
 	done
-	$(call say,endpoints)
-	@scripts/infra.sh env
-	@echo "# PostgreSQL databases: cart inventory orders discount; logs: $(EVENTSHOP_WORK)/logs"
-	@echo "# load into your shell: eval \"\$$(scripts/infra.sh env)\""
-
-down: infra-down ## stop what `make up` started
+	@echo "go build -o bin/devtoken ./cmd/devtoken   (./pkg)"; cd pkg && go build -o "$(BIN)/devtoken" ./cmd/devtoken
 
 infra-up: ## start the local PostgreSQL and Kafka (no-op when running)
 	$(call say,scripts/infra.sh up)
