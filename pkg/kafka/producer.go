@@ -62,8 +62,6 @@ type Producer struct {
 type delivery struct {
 	ch chan error  // Publish waits on it (buffered 1)
 	cb func(error) // PublishAsync calls it
-	t0 time.Time   // for latency observation
-	_  [0]func()   // not comparable
 }
 
 // NewProducer creates the producer and checks within cfg.ConnectTimeout that a broker
@@ -267,8 +265,8 @@ func (pr *Producer) Pending() int64 { return pr.inflight.Load() }
 // It returns how many messages were not delivered (their callers get an error) and, when
 // that is not zero, an error saying so. Close is safe to call once.
 func (pr *Producer) Close(ctx context.Context) (undelivered int, err error) {
-	pr.closed.Store(true)
 	pr.intake.Lock() // waits for Produce calls in progress; none start after this
+	pr.closed.Store(true)
 	pr.intake.Unlock()
 
 	for pr.p.Len() > 0 || pr.inflight.Load() > 0 {

@@ -111,7 +111,8 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		kfake.Ports(port),
 		// kfake always asks for 127.0.0.1:<port>; listen on the requested host instead.
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			return net.Listen(network, cfg.addr)
+			var lc net.ListenConfig
+			return lc.Listen(ctx, network, cfg.addr)
 		}),
 		kfake.DefaultNumPartitions(cfg.partitions),
 		kfake.ClusterID(cfg.clusterID),

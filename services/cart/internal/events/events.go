@@ -90,7 +90,7 @@ func CatalogHandler(st *store.PG, log *slog.Logger) kafka.Handler {
 			return nil
 		}
 		if err := cart.ValidateID("product_id", snap.GetProductId()); err != nil || snap.GetPriceCents() < 0 || snap.GetPriceCents() > cart.MaxPriceCents {
-			return kafka.Permanent(fmt.Errorf("invalid product snapshot %q (price %d): %v", snap.GetProductId(), snap.GetPriceCents(), err))
+			return kafka.Permanent(fmt.Errorf("invalid product snapshot %q (price %d): %w", snap.GetProductId(), snap.GetPriceCents(), err))
 		}
 		updated := ev.GetOccurredAt().AsTime()
 		if snap.GetUpdatedAt() != nil {
