@@ -94,11 +94,18 @@ proto: ## generate the protobuf code (scripts/proto.sh)
 	$(call say,scripts/proto.sh)
 	@scripts/proto.sh
 
-lint: ## gofmt check + go vet in every module
+GOLANGCI := $(EVENTSHOP_WORK)/bin/golangci-lint
+
+lint: ## gofmt, go vet and golangci-lint in every module; buf lint and generated-code freshness
 	$(call say,gofmt -l: files listed here need make fmt)
 	@out="$$(gofmt -l $(MODULES))"; if [[ -n $$out ]]; then echo "$$out"; echo "gofmt: run make fmt"; exit 1; fi
 	$(call say,go vet ./... in: $(MODULES))
 	@$(call in_modules,go vet ./...)
+	$(call say,golangci-lint (version pinned in tools/lint/go.mod))
+	@mkdir -p "$(EVENTSHOP_WORK)/bin" && GOWORK=off go build -C tools/lint -o "$(GOLANGCI)" github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+	@$(call in_modules,"$(GOLANGCI)" run --config "$(CURDIR)/.golangci.yml" ./...)
+	$(call say,buf lint and generated code up to date (scripts/proto.sh check))
+	@scripts/proto.sh check
 
 clean: down ## stop the infra, remove bin/ and the work folder
 	$(call say,removing bin/ and $(EVENTSHOP_WORK))
