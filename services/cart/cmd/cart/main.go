@@ -1,6 +1,7 @@
 // Command cart runs the cart service: the CartService gRPC API and its HTTP/JSON gateway,
 // publishing cart events to Kafka through the outbox and one persistent producer.
-// Configuration comes from the environment; see internal/app.Config.
+// Configuration comes from the environment; see internal/app.Config. `cart healthcheck`
+// exits 0 when the running service is ready (the container health check).
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/eventshop/eventshop/pkg/host"
 	"github.com/eventshop/eventshop/pkg/obs"
 	"github.com/eventshop/eventshop/services/cart/internal/app"
 )
@@ -32,6 +34,9 @@ func run(ctx context.Context) error {
 	log, err := obs.NewLogger(os.Stdout, cfg.LogLevel, "cart")
 	if err != nil {
 		return err
+	}
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		return host.Probe(ctx, cfg.HTTPAddr)
 	}
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
