@@ -104,6 +104,9 @@ lint: ## gofmt, go vet and golangci-lint in every module; buf lint and generated
 	$(call say,golangci-lint (version pinned in tools/lint/go.mod))
 	@mkdir -p "$(EVENTSHOP_WORK)/bin" && GOWORK=off go build -C tools/lint -o "$(GOLANGCI)" github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 	@$(call in_modules,"$(GOLANGCI)" run --config "$(CURDIR)/.golangci.yml" ./...)
+	$(call say,actionlint .github/workflows (version pinned in tools/actionlint/go.mod))
+	@GOWORK=off go build -C tools/actionlint -o "$(EVENTSHOP_WORK)/bin/actionlint" github.com/rhysd/actionlint/cmd/actionlint
+	@"$(EVENTSHOP_WORK)/bin/actionlint"
 	$(call say,buf lint and generated code up to date (scripts/proto.sh check))
 	@scripts/proto.sh check
 
