@@ -22,7 +22,8 @@ rc=0; for m in $(MODULES); do \
 done; exit $$rc
 endef
 
-.PHONY: help up up-native down build-services infra-up infra-down test build vet fmt tidy proto lint clean
+
+.PHONY: help up up-native down bench build-services infra-up infra-down test build vet fmt tidy proto lint clean
 
 help: ## list the targets
 	@echo "eventshop make targets (work folder: $(EVENTSHOP_WORK))"
@@ -71,6 +72,10 @@ infra-down: ## stop the local PostgreSQL and Kafka (only ours)
 test: ## infra up, then go vet + go test every module (TEST_FLAGS=... for extra flags)
 	$(call say,scripts/test.sh with TEST_FLAGS=$(TEST_FLAGS))
 	@TEST_FLAGS='$(TEST_FLAGS)' scripts/test.sh
+
+bench: infra-up ## measure producers (short-lived vs persistent vs Kafka's ProducerPerformance); writes bench/results/
+	$(call say,go run ./bench/cmd/bench (results in bench/results/))
+	@eval "$$(scripts/infra.sh env)"; EVENTSHOP_KAFKA_CLASSPATH="$(EVENTSHOP_WORK)/kafka/classpath.txt" go run ./bench/cmd/bench -out bench/results
 
 build: ## go build ./... in every module
 	$(call say,go build ./... in: $(MODULES))
