@@ -145,3 +145,28 @@ func TestDefaultTopicsMatchCatalog(t *testing.T) {
 		t.Fatalf("topics = %+v", got)
 	}
 }
+
+func BenchmarkEncode(b *testing.B) {
+	env := itemAdded()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := envelope.Encode(ctx, envelope.TopicCartEvents, "eventshop/cart", env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	m, err := envelope.Encode(context.Background(), envelope.TopicCartEvents, "eventshop/cart", itemAdded())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var e cartpb.CartEvent
+		if err := envelope.Decode(m, &e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -340,3 +340,42 @@ func TestEnqueueRejectsMessageWithoutEventID(t *testing.T) {
 		t.Fatalf("%d rows written by a failed enqueue", n)
 	}
 }
+
+// BenchmarkPublishBatch measures one relay batch of 500 rows: claim under the advisory
+// lock, publish through the persistent producer, wait for the acks, mark sent.
+func BenchmarkPublishBatch(b *testing.B) {
+	db, url := testkit.Database(b)
+	ctx := context.Background()
+	if err := postgres.Migrate(ctx, db, outbox.Migrations); err != nil {
+		b.Fatal(err)
+	}
+	brokers := testkit.KafkaBrokers(b)
+	topic := testkit.Topic(b, brokers, 6)
+	p, err := kafka.NewProducer(ctx, kafka.ProducerConfig{Brokers: brokers}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _, _ = p.Close(ctx) }()
+	relay := outbox.NewRelay(db, p, outbox.RelayConfig{ListenURL: url, BatchSize: 500}, nil)
+	value := make([]byte, 200)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		if err := postgres.InTx(ctx, db, postgres.TxOptions{}, func(tx *sqlx.Tx) error {
+			msgs := make([]kafka.Message, 500)
+			for i := range msgs {
+				msgs[i] = kafka.Message{Topic: topic, Key: []byte(strconv.Itoa(i % 50)), Value: value,
+					Headers: []kafka.Header{{Key: outbox.HeaderEventID, Value: []byte(uuid.NewString())}}}
+			}
+			return outbox.Enqueue(ctx, tx, msgs...)
+		}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		n, err := relay.PublishBatch(ctx)
+		if err != nil || n != 500 {
+			b.Fatalf("PublishBatch = %d, %v", n, err)
+		}
+	}
+	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "rows/s")
+}
