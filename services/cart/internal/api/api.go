@@ -147,13 +147,17 @@ func toProto(v service.View) *cartpb.Cart {
 		UserId:        v.UserID,
 		CouponCode:    v.CouponCode,
 		SubtotalCents: v.SubtotalCents,
-		TotalCents:    v.SubtotalCents,
+		DiscountCents: v.DiscountCents,
+		TotalCents:    v.SubtotalCents - v.DiscountCents,
 		Version:       v.Version,
 		Status:        cartpb.CartStatus_CART_STATUS_OPEN,
 		Lines:         make([]*cartpb.Cart_Line, len(v.Lines)),
 	}
 	if v.Status == cart.StatusCheckedOut {
 		c.Status = cartpb.CartStatus_CART_STATUS_CHECKED_OUT
+	}
+	for _, p := range v.Problems {
+		c.Problems = append(c.Problems, &cartpb.Cart_Problem{ProductId: p.ProductID, Message: p.Message})
 	}
 	for i, l := range v.Lines {
 		c.Lines[i] = &cartpb.Cart_Line{ProductId: l.ProductID, Name: l.Name, Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents, LineTotalCents: int64(l.Quantity) * l.UnitPriceCents}

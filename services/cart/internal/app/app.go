@@ -14,6 +14,7 @@ import (
 	"github.com/eventshop/eventshop/pkg/auth"
 	"github.com/eventshop/eventshop/pkg/envelope"
 	"github.com/eventshop/eventshop/pkg/host"
+	"github.com/eventshop/eventshop/pkg/idempotency"
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/outbox"
 	"github.com/eventshop/eventshop/pkg/postgres"
@@ -37,6 +38,9 @@ type Config struct {
 	CartTopic       string        `env:"CART_EVENTS_TOPIC" envDefault:"cart.events.v1"`
 	ProductsTopic   string        `env:"PRODUCTS_TOPIC" envDefault:"inventory.products.v1"`
 	CatalogGroup    string        `env:"CATALOG_GROUP" envDefault:"cart-catalog"`
+	ConsumerGroup   string        `env:"CONSUMER_GROUP" envDefault:"cart"`
+	InventoryTopic  string        `env:"INVENTORY_EVENTS_TOPIC" envDefault:"inventory.events.v1"`
+	DiscountTopic   string        `env:"DISCOUNT_EVENTS_TOPIC" envDefault:"discount.events.v1"`
 	CreateTopics    bool          `env:"KAFKA_CREATE_TOPICS" envDefault:"true"`
 	AuthSecret      string        `env:"AUTH_JWT_SECRET"`
 	DevMode         bool          `env:"DEV_MODE" envDefault:"false"`
@@ -79,7 +83,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 			h.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	db, err := h.Postgres(ctx, postgres.Config{URL: cfg.DatabaseURL, MaxOpenConns: cfg.DatabaseConns}, outbox.Migrations, migrations.Set)
+	db, err := h.Postgres(ctx, postgres.Config{URL: cfg.DatabaseURL, MaxOpenConns: cfg.DatabaseConns}, outbox.Migrations, idempotency.Migrations, migrations.Set)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +101,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	h.Relay(db, producer, outbox.RelayConfig{ListenURL: cfg.DatabaseURL})
 	if err := h.Consume(kafka.ConsumerConfig{Brokers: cfg.KafkaBrokers, GroupID: cfg.CatalogGroup, Topics: []string{cfg.ProductsTopic}},
 		producer, events.CatalogHandler(st, log)); err != nil {
+		return nil, err
+	}
+	feedback := events.FeedbackTopics{Inventory: cfg.InventoryTopic, Discount: cfg.DiscountTopic}
+	if err := h.Consume(kafka.ConsumerConfig{Brokers: cfg.KafkaBrokers, GroupID: cfg.ConsumerGroup, Topics: []string{cfg.InventoryTopic, cfg.DiscountTopic}},
+		producer, events.FeedbackHandler(db, st, cfg.ConsumerGroup, feedback, log)); err != nil {
 		return nil, err
 	}
 

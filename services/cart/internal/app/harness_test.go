@@ -58,11 +58,14 @@ func baseConfig(t *testing.T) (app.Config, *sqlx.DB) {
 	return app.Config{
 		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0",
 		DatabaseURL: url, DatabaseConns: 20,
-		KafkaBrokers:  brokers,
-		CartTopic:     testkit.Topic(t, brokers, 6),
-		ProductsTopic: testkit.Topic(t, brokers, 1),
-		CatalogGroup:  testkit.Name("cart-catalog"),
-		DevMode:       true, LogLevel: "info", ShutdownTimeout: 10 * time.Second,
+		KafkaBrokers:   brokers,
+		CartTopic:      testkit.Topic(t, brokers, 6),
+		ProductsTopic:  testkit.Topic(t, brokers, 1),
+		CatalogGroup:   testkit.Name("cart-catalog"),
+		ConsumerGroup:  testkit.Name("cart"),
+		InventoryTopic: testkit.Topic(t, brokers, 3),
+		DiscountTopic:  testkit.Topic(t, brokers, 3),
+		DevMode:        true, LogLevel: "info", ShutdownTimeout: 10 * time.Second,
 	}, db
 }
 

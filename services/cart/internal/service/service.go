@@ -47,8 +47,11 @@ type View struct {
 	Lines         []Line      `json:"lines"`
 	CouponCode    string      `json:"coupon_code"`
 	SubtotalCents int64       `json:"subtotal_cents"`
-	Version       int64       `json:"version"`
-	CheckoutID    string      `json:"checkout_id,omitempty"`
+	DiscountCents int64       `json:"discount_cents"`
+	// Problems are what inventory and discount reported (out of stock, coupon refused).
+	Problems   []store.Problem `json:"problems"`
+	Version    int64           `json:"version"`
+	CheckoutID string          `json:"checkout_id,omitempty"`
 }
 
 // ErrKeyReused: an Idempotency-Key came back with a different request.
@@ -228,7 +231,15 @@ func (s *Service) view(ctx context.Context, q sqlx.QueryerContext, c *cart.Cart,
 	if err != nil {
 		return View{}, err
 	}
-	v := View{CartID: c.ID, UserID: c.UserID, Status: c.Status, CouponCode: c.CouponCode, SubtotalCents: sub, Version: c.Version, CheckoutID: checkoutID, Lines: make([]Line, len(c.Lines))}
+	problems, discountedSub, discount, err := s.st.Feedback(ctx, q, c.ID)
+	if err != nil {
+		return View{}, err
+	}
+	if discountedSub != sub {
+		discount = 0 // computed for an earlier state of the cart; a new figure is on its way
+	}
+	v := View{CartID: c.ID, UserID: c.UserID, Status: c.Status, CouponCode: c.CouponCode, SubtotalCents: sub, DiscountCents: discount,
+		Problems: problems, Version: c.Version, CheckoutID: checkoutID, Lines: make([]Line, len(c.Lines))}
 	for i, l := range c.Lines {
 		v.Lines[i] = Line{ProductID: l.ProductID, Name: products[l.ProductID].Name, Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
 	}

@@ -194,3 +194,57 @@ func (s *PG) SaveIdempotentResponse(ctx context.Context, tx *sqlx.Tx, userID, ke
 	}
 	return nil
 }
+
+// Problem is something another service reported about a cart line.
+type Problem struct {
+	ProductID string `db:"product_id" json:"product_id"`
+	Message   string `db:"message" json:"message"`
+}
+
+// SetProblem records (or replaces) the problem of a cart's product.
+func (s *PG) SetProblem(ctx context.Context, tx *sqlx.Tx, cartID string, p Problem) error {
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO cart_problems (cart_id, product_id, message) VALUES ($1, $2, $3)
+		ON CONFLICT (cart_id, product_id) DO UPDATE SET message = EXCLUDED.message, updated_at = now()`,
+		cartID, p.ProductID, p.Message); err != nil {
+		return fmt.Errorf("set problem: %w", err)
+	}
+	return nil
+}
+
+// ClearProblem removes the problem of a cart's product, if any.
+func (s *PG) ClearProblem(ctx context.Context, tx *sqlx.Tx, cartID, productID string) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM cart_problems WHERE cart_id = $1 AND product_id = $2`, cartID, productID); err != nil {
+		return fmt.Errorf("clear problem: %w", err)
+	}
+	return nil
+}
+
+// SetDiscount records the latest discount computed for a cart and the subtotal it was
+// computed on.
+func (s *PG) SetDiscount(ctx context.Context, tx *sqlx.Tx, cartID string, subtotal, discount int64) error {
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO cart_discounts (cart_id, subtotal_cents, discount_cents) VALUES ($1, $2, $3)
+		ON CONFLICT (cart_id) DO UPDATE SET subtotal_cents = EXCLUDED.subtotal_cents, discount_cents = EXCLUDED.discount_cents, updated_at = now()`,
+		cartID, subtotal, discount); err != nil {
+		return fmt.Errorf("set discount: %w", err)
+	}
+	return nil
+}
+
+// Feedback returns the problems and the latest discount (with the subtotal it applies to)
+// recorded for a cart.
+func (s *PG) Feedback(ctx context.Context, q sqlx.QueryerContext, cartID string) (problems []Problem, subtotal, discount int64, err error) {
+	if err := sqlx.SelectContext(ctx, q, &problems, `SELECT product_id, message FROM cart_problems WHERE cart_id = $1 ORDER BY product_id`, cartID); err != nil {
+		return nil, 0, 0, fmt.Errorf("load problems: %w", err)
+	}
+	var d struct {
+		Subtotal int64 `db:"subtotal_cents"`
+		Discount int64 `db:"discount_cents"`
+	}
+	err = sqlx.GetContext(ctx, q, &d, `SELECT subtotal_cents, discount_cents FROM cart_discounts WHERE cart_id = $1`, cartID)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, 0, fmt.Errorf("load discount: %w", err)
+	}
+	return problems, d.Subtotal, d.Discount, nil
+}
