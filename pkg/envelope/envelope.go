@@ -20,11 +20,11 @@ import (
 
 // Default topic names (configuration may override them) and their partition counts.
 const (
-	TopicCartEvents      = "cart.envelope.v1"
-	TopicInventoryEvents = "inventory.envelope.v1"
+	TopicCartEvents      = "cart.events.v1"
+	TopicInventoryEvents = "inventory.events.v1"
 	TopicProducts        = "inventory.products.v1"
-	TopicDiscountEvents  = "discount.envelope.v1"
-	TopicOrderEvents     = "order.envelope.v1"
+	TopicDiscountEvents  = "discount.events.v1"
+	TopicOrderEvents     = "order.events.v1"
 )
 
 // DefaultTopics lists every topic of the event catalog with its partitions, for creation

@@ -141,7 +141,7 @@ func TestDefaultTopicsMatchCatalog(t *testing.T) {
 	for _, s := range envelope.DefaultTopics() {
 		got[s.Name] = s
 	}
-	if got["cart.envelope.v1"].Partitions != 6 || !got["inventory.products.v1"].Compacted || len(got) != 5 {
+	if got["cart.events.v1"].Partitions != 6 || !got["inventory.products.v1"].Compacted || len(got) != 5 {
 		t.Fatalf("topics = %+v", got)
 	}
 }
