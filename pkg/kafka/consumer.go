@@ -147,6 +147,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	err := EnsureTopics(tctx, r.cfg.Brokers, dlqs...)
 	cancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: nothing consumed, nothing to commit
+		}
 		return fmt.Errorf("kafka: dead-letter topics: %w", err)
 	}
 	cm := ckafka.ConfigMap{

@@ -1,0 +1,52 @@
+package app_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/eventshop/eventshop/services/inventory/internal/app"
+)
+
+func unsetenv(t *testing.T, names ...string) {
+	for _, n := range names {
+		t.Setenv(n, "") // restores the old value when the test ends
+		_ = os.Unsetenv(n)
+	}
+}
+
+var configEnv = []string{"HTTP_ADDR", "GRPC_ADDR", "DATABASE_URL", "DATABASE_MAX_CONNS", "KAFKA_BROKERS", "CART_EVENTS_TOPIC",
+	"INVENTORY_EVENTS_TOPIC", "PRODUCTS_TOPIC", "CONSUMER_GROUP", "KAFKA_CREATE_TOPICS", "AUTH_JWT_SECRET", "DEV_MODE",
+	"ADMIN_USERS", "RESERVATION_HOLD", "RESERVATION_SWEEP_INTERVAL", "LOG_LEVEL", "SHUTDOWN_TIMEOUT"}
+
+func TestConfigDefaultsWorkOnTheLocalStack(t *testing.T) {
+	unsetenv(t, configEnv...)
+	cfg, err := app.LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := app.Config{
+		HTTPAddr: "127.0.0.1:8082", GRPCAddr: "127.0.0.1:9082",
+		DatabaseURL: "postgres://postgres@127.0.0.1:15432/inventory?sslmode=disable", DatabaseConns: 20,
+		KafkaBrokers: "127.0.0.1:19092", CartTopic: "cart.events.v1", InventoryTopic: "inventory.events.v1",
+		ProductsTopic: "inventory.products.v1", ConsumerGroup: "inventory", CreateTopics: true,
+		AdminUsers: []string{"admin"}, ReservationHold: 30 * time.Minute, SweepInterval: 30 * time.Second,
+		LogLevel: "info", ShutdownTimeout: 20 * time.Second,
+	}
+	if diff := cmp.Diff(want, cfg); diff != "" {
+		t.Fatalf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestConfigRejectsNonPositiveDurations(t *testing.T) {
+	unsetenv(t, configEnv...)
+	t.Setenv("RESERVATION_HOLD", "0s")
+	t.Setenv("RESERVATION_SWEEP_INTERVAL", "-1s")
+	_, err := app.LoadConfig()
+	if err == nil || !strings.Contains(err.Error(), "RESERVATION_HOLD") || !strings.Contains(err.Error(), "RESERVATION_SWEEP_INTERVAL") {
+		t.Fatalf("LoadConfig = %v, want errors naming RESERVATION_HOLD and RESERVATION_SWEEP_INTERVAL", err)
+	}
+}
