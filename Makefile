@@ -23,7 +23,7 @@ done; exit $$rc
 endef
 
 
-.PHONY: help up up-native down bench build-services infra-up infra-down test build vet fmt tidy proto lint clean
+.PHONY: help up up-native down demo bench build-services infra-up infra-down test build vet fmt tidy proto lint clean
 
 help: ## list the targets
 	@echo "eventshop make targets (work folder: $(EVENTSHOP_WORK))"
@@ -50,6 +50,10 @@ down: ## stop what `make up` started (services, then Kafka and PostgreSQL, or th
 	@if [[ -f "$(EVENTSHOP_WORK)/compose-up" ]]; then docker compose down && rm -f "$(EVENTSHOP_WORK)/compose-up"; fi
 	@scripts/services.sh stop
 	@scripts/infra.sh down
+
+demo: ## play the seed scenario against the running stack (make up) and print stock, discounts, orders
+	$(call say,go run ./e2e/cmd/demo)
+	@go run ./e2e/cmd/demo
 
 build-services: ## go build each service's command and the dev token tool into bin/
 	$(call say,building service commands into bin/)
