@@ -31,7 +31,7 @@ import (
 
 // proc is one process of the stack under test.
 type proc struct {
-	name, db           string
+	name               string
 	httpAddr, grpcAddr string
 	cmd                *exec.Cmd
 	logs               *bytes.Buffer
