@@ -148,7 +148,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil // stopped while starting: nothing consumed, nothing to commit
+			return nil //nolint:nilerr // stopped while starting: nothing consumed, nothing to commit
 		}
 		return fmt.Errorf("kafka: dead-letter topics: %w", err)
 	}

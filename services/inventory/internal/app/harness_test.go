@@ -120,7 +120,7 @@ type logRecorder struct {
 }
 
 func newLogRecorder() *logRecorder {
-	var next slog.Handler = slog.DiscardHandler
+	next := slog.DiscardHandler
 	if testing.Verbose() {
 		next = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
 	}
