@@ -112,7 +112,7 @@ lint: ## gofmt, go vet and golangci-lint in every module; buf lint and generated
 	@$(call in_modules,go vet ./...)
 	$(call say,golangci-lint (version pinned in tools/lint/go.mod))
 	@mkdir -p "$(EVENTSHOP_WORK)/bin" && GOWORK=off go build -C tools/lint -o "$(GOLANGCI)" github.com/golangci/golangci-lint/v2/cmd/golangci-lint
-	@$(call in_modules,"$(GOLANGCI)" run --config "$(CURDIR)/.golangci.yml" ./...)
+	@$(call in_modules,"$(GOLANGCI)" run --allow-serial-runners --config "$(CURDIR)/.golangci.yml" ./...)
 	$(call say,actionlint .github/workflows (version pinned in tools/actionlint/go.mod))
 	@GOWORK=off go build -C tools/actionlint -o "$(EVENTSHOP_WORK)/bin/actionlint" github.com/rhysd/actionlint/cmd/actionlint
 	@"$(EVENTSHOP_WORK)/bin/actionlint"
