@@ -23,7 +23,7 @@ done; exit $$rc
 endef
 
 
-.PHONY: help up up-native down demo bench build-services infra-up infra-down test build vet fmt tidy proto lint clean
+.PHONY: help up up-native down demo bench build-services infra-up infra-down test chaos fuzz build vet fmt tidy proto lint clean
 
 help: ## list the targets
 	@echo "eventshop make targets (work folder: $(EVENTSHOP_WORK))"
@@ -77,6 +77,22 @@ test: ## infra up, then go vet + go test every module (TEST_FLAGS=... for extra 
 	$(call say,scripts/test.sh with TEST_FLAGS=$(TEST_FLAGS))
 	@TEST_FLAGS='$(TEST_FLAGS)' scripts/test.sh
 
+chaos: infra-up ## every fault scenario at full scale (e2e/chaos, under 20 min), then a short fuzz run
+	$(call say,EVENTSHOP_CHAOS=full go test -v ./chaos (in ./e2e))
+	@eval "$$(scripts/infra.sh env)"; cd e2e && EVENTSHOP_CHAOS=full go test -count=1 -v -timeout 20m ./chaos
+	@$(MAKE) --no-print-directory fuzz
+
+# FUZZ_TARGETS: package:FuzzName, run for FUZZTIME each by `make fuzz` (their seed corpora
+# under testdata/fuzz/ run as ordinary tests in `make test`).
+FUZZTIME     ?= 20s
+FUZZ_TARGETS := pkg/envelope:FuzzDecode services/cart/internal/cart:FuzzValidation services/cart/internal/app:FuzzAddItemHTTP
+
+fuzz: infra-up ## go test -fuzz each fuzz target for FUZZTIME (default 20s)
+	@eval "$$(scripts/infra.sh env)"; for t in $(FUZZ_TARGETS); do \
+		dir="$${t%%:*}"; name="$${t##*:}"; printf '\n==> go test -fuzz %s -fuzztime $(FUZZTIME) ./%s\n' "$$name" "$$dir"; \
+		go test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) "./$$dir" || exit 1; \
+	done
+
 bench: infra-up ## measure producers (short-lived vs persistent vs Kafka's ProducerPerformance); writes bench/results/
 	$(call say,go run ./bench/cmd/bench (results in bench/results/))
 	@eval "$$(scripts/infra.sh env)"; EVENTSHOP_KAFKA_CLASSPATH="$(EVENTSHOP_WORK)/kafka/classpath.txt" go run ./bench/cmd/bench -out bench/results
@@ -118,6 +134,8 @@ lint: ## gofmt, go vet and golangci-lint in every module; buf lint and generated
 	@"$(EVENTSHOP_WORK)/bin/actionlint"
 	$(call say,buf lint and generated code up to date (scripts/proto.sh check))
 	@scripts/proto.sh check
+	$(call say,buf breaking against the main branch (scripts/proto.sh breaking))
+	@scripts/proto.sh breaking
 
 clean: down ## stop the infra, remove bin/ and the work folder
 	$(call say,removing bin/ and $(EVENTSHOP_WORK))
