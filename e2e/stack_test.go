@@ -4,14 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/eventshop/eventshop/e2e/demo"
+	"github.com/eventshop/eventshop/e2e/internal/stack"
 	"github.com/eventshop/eventshop/pkg/auth"
 	"github.com/eventshop/eventshop/pkg/envelope"
 	"github.com/eventshop/eventshop/pkg/kafka"
@@ -28,152 +23,6 @@ import (
 	cartpb "github.com/eventshop/eventshop/proto/eventshop/cart/v1"
 	orderpb "github.com/eventshop/eventshop/proto/eventshop/order/v1"
 )
-
-// proc is one process of the stack under test.
-type proc struct {
-	name               string
-	httpAddr, grpcAddr string
-	cmd                *exec.Cmd
-	logs               *bytes.Buffer
-	exited             chan error
-}
-
-type stack struct {
-	services map[string]*proc
-	dbs      map[string]*sqlx.DB // by service name
-	topics   map[string]string   // default topic name -> this test's topic
-	brokers  string
-	authCfg  auth.Config
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
-}
-
-// startStack builds the four service commands and runs them as real processes on fresh
-// databases and topics of this test, against the real PostgreSQL and Kafka.
-func startStack(t *testing.T) *stack {
-	t.Helper()
-	ctx := testkit.Context(t, 5*time.Minute)
-	root, err := testkit.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &stack{services: map[string]*proc{}, dbs: map[string]*sqlx.DB{}, topics: map[string]string{},
-		brokers: testkit.KafkaBrokers(t), authCfg: auth.Config{Secret: auth.DevSigningKey, DevMode: true}}
-
-	run := testkit.RandomSuffix(3)
-	var specs []kafka.TopicSpec
-	for _, spec := range envelope.DefaultTopics() {
-		name := "e2e." + run + "." + spec.Name
-		st.topics[spec.Name] = name
-		spec.Name = name
-		specs = append(specs, spec)
-	}
-	testkit.CreateTopics(t, st.brokers, specs...)
-
-	bin := t.TempDir()
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for _, name := range []string{"inventory", "discount", "order", "cart"} {
-		wg.Go(func() {
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, name), "./cmd/"+name)
-			cmd.Dir = filepath.Join(root, "services", name)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				errs <- fmt.Errorf("build %s: %w\n%s", name, err, out)
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-
-	common := []string{
-		"KAFKA_BROKERS=" + st.brokers, "DEV_MODE=true", "KAFKA_CREATE_TOPICS=false", "LOG_LEVEL=info", "SHUTDOWN_TIMEOUT=20s",
-		"CART_EVENTS_TOPIC=" + st.topics[envelope.TopicCartEvents],
-		"INVENTORY_EVENTS_TOPIC=" + st.topics[envelope.TopicInventoryEvents],
-		"PRODUCTS_TOPIC=" + st.topics[envelope.TopicProducts],
-		"DISCOUNT_EVENTS_TOPIC=" + st.topics[envelope.TopicDiscountEvents],
-		"ORDER_EVENTS_TOPIC=" + st.topics[envelope.TopicOrderEvents],
-	}
-	perService := map[string][]string{
-		"cart": {"CATALOG_GROUP=e2e-" + run + "-cart-catalog"},
-	}
-	for _, name := range []string{"inventory", "discount", "order", "cart"} {
-		db, dbURL := testkit.Database(t)
-		st.dbs[name] = db
-		s := &proc{name: name, httpAddr: freeAddr(t), grpcAddr: freeAddr(t), logs: &bytes.Buffer{}, exited: make(chan error, 1)}
-		env := append(append(os.Environ(), common...), perService[name]...)
-		env = append(env, "HTTP_ADDR="+s.httpAddr, "GRPC_ADDR="+s.grpcAddr, "DATABASE_URL="+dbURL,
-			"CONSUMER_GROUP=e2e-"+run+"-"+name)
-		s.cmd = exec.Command(filepath.Join(bin, name))
-		s.cmd.Env = env
-		s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-		if err := s.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { s.exited <- s.cmd.Wait() }()
-		st.services[name] = s
-		t.Cleanup(func() {
-			_ = s.cmd.Process.Kill()
-			if t.Failed() {
-				t.Logf("--- %s output (last 4 KiB):\n%s", name, tail(s.logs.String(), 4096))
-			}
-		})
-	}
-	for _, s := range st.services {
-		testkit.Eventually(t, 90*time.Second, s.name+" ready", func() bool {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.httpAddr+"/readyz", nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return false
-			}
-			_ = resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
-	}
-	return st
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-func (st *stack) endpoints() demo.Endpoints {
-	u := func(n string) string { return "http://" + st.services[n].httpAddr }
-	return demo.Endpoints{Cart: u("cart"), Inventory: u("inventory"), Order: u("order"), Discount: u("discount")}
-}
-
-// stop sends SIGTERM to every service and checks each exits 0.
-func (st *stack) stop(t *testing.T) {
-	t.Helper()
-	for _, name := range []string{"cart", "order", "discount", "inventory"} {
-		s := st.services[name]
-		if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatalf("SIGTERM %s: %v", name, err)
-		}
-		select {
-		case err := <-s.exited:
-			if err != nil {
-				t.Fatalf("%s exited with %v after SIGTERM", name, err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%s did not stop within 60s of SIGTERM", name)
-		}
-	}
-}
 
 // readTopic returns every message of topic, waiting until at least want arrived.
 func readTopic(t *testing.T, brokers, topic string, want int, p *kafka.Producer) []kafka.Message {
@@ -229,28 +78,28 @@ func count(ts []string, ceType string) int {
 // databases and the events on every topic: a confirmed order with a coupon, an order
 // rejected for lack of stock, and one placed through gRPC.
 func TestStackEndToEnd(t *testing.T) {
-	st := startStack(t)
+	st := stack.Start(t, stack.Options{})
 	ctx := testkit.Context(t, 5*time.Minute)
 
 	var out bytes.Buffer
-	res, err := demo.Run(ctx, st.endpoints(), st.authCfg, &out)
+	res, err := demo.Run(ctx, st.Endpoints(), st.Auth, &out)
 	t.Logf("demo output:\n%s", out.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// A third user over gRPC: add, change, check out, then read the order over gRPC.
-	conn, err := grpc.NewClient(st.services["cart"].grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(st.Services["cart"].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = conn.Close() }()
-	oconn, err := grpc.NewClient(st.services["order"].grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	oconn, err := grpc.NewClient(st.Services["order"].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = oconn.Close() }()
-	tok, err := auth.Mint(st.authCfg, "carol-grpc", time.Hour)
+	tok, err := auth.Mint(st.Auth, "carol-grpc", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,18 +134,18 @@ func TestStackEndToEnd(t *testing.T) {
 	testkit.Eventually(t, 30*time.Second, "every outbox drained", func() bool {
 		for _, name := range []string{"cart", "inventory", "discount", "order"} {
 			var n int
-			if err := st.dbs[name].Get(&n, `SELECT count(*) FROM outbox WHERE sent_at IS NULL`); err != nil || n != 0 {
+			if err := st.DBs[name].Get(&n, `SELECT count(*) FROM outbox WHERE sent_at IS NULL`); err != nil || n != 0 {
 				return false
 			}
 		}
 		return true
 	})
-	st.stop(t)
+	st.Stop(t)
 	checkDatabases(t, st, res, carolCart)
 	checkTopics(t, st, res, carolCart)
 }
 
-func checkDatabases(t *testing.T, st *stack, res *demo.Result, carolCart string) {
+func checkDatabases(t *testing.T, st *stack.Stack, res *demo.Result, carolCart string) {
 	t.Helper()
 	q := func(db *sqlx.DB, dest any, query string, args ...any) {
 		t.Helper()
@@ -306,7 +155,7 @@ func checkDatabases(t *testing.T, st *stack, res *demo.Result, carolCart string)
 	}
 	// cart: three carts, all checked out; nothing left in the outbox.
 	var checkedOut int
-	q(st.dbs["cart"], &checkedOut, `SELECT count(*) FROM carts WHERE status = 'checked_out' AND id::text = ANY($1)`, pqArray(res.ShopperCart, res.GreedyCart, carolCart))
+	q(st.DBs["cart"], &checkedOut, `SELECT count(*) FROM carts WHERE status = 'checked_out' AND id::text = ANY($1)`, pqArray(res.ShopperCart, res.GreedyCart, carolCart))
 	if checkedOut != 3 {
 		t.Errorf("cart DB: %d of 3 carts checked out", checkedOut)
 	}
@@ -326,19 +175,19 @@ func checkDatabases(t *testing.T, st *stack, res *demo.Result, carolCart string)
 	}
 	for id, w := range want {
 		var got stock
-		q(st.dbs["inventory"], &got, `SELECT available, reserved, sold FROM products WHERE product_id = $1`, id)
+		q(st.DBs["inventory"], &got, `SELECT available, reserved, sold FROM products WHERE product_id = $1`, id)
 		if got != w {
 			t.Errorf("inventory DB: %s = %+v, want %+v", id, got, w)
 		}
 	}
 	var holds int
-	q(st.dbs["inventory"], &holds, `SELECT count(*) FROM reservations`)
+	q(st.DBs["inventory"], &holds, `SELECT count(*) FROM reservations`)
 	if holds != 0 {
 		t.Errorf("inventory DB: %d reservations left after every cart was checked out", holds)
 	}
 	// discount: the coupon was redeemed once.
 	var used int
-	q(st.dbs["discount"], &used, `SELECT used FROM rules WHERE coupon_code = $1`, demo.Coupon)
+	q(st.DBs["discount"], &used, `SELECT used FROM rules WHERE coupon_code = $1`, demo.Coupon)
 	if used != 1 {
 		t.Errorf("discount DB: %s used %d times, want 1", demo.Coupon, used)
 	}
@@ -347,7 +196,7 @@ func checkDatabases(t *testing.T, st *stack, res *demo.Result, carolCart string)
 		Status string `db:"status"`
 		N      int    `db:"n"`
 	}
-	if err := st.dbs["order"].Select(&byStatus, `SELECT status, count(*) AS n FROM orders GROUP BY status ORDER BY status`); err != nil {
+	if err := st.DBs["order"].Select(&byStatus, `SELECT status, count(*) AS n FROM orders GROUP BY status ORDER BY status`); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(byStatus) != "[{confirmed 2} {rejected 1}]" {
@@ -357,15 +206,15 @@ func checkDatabases(t *testing.T, st *stack, res *demo.Result, carolCart string)
 
 func pqArray(ids ...string) any { return "{" + strings.Join(ids, ",") + "}" }
 
-func checkTopics(t *testing.T, st *stack, res *demo.Result, carolCart string) {
+func checkTopics(t *testing.T, st *stack.Stack, res *demo.Result, carolCart string) {
 	t.Helper()
-	p, err := kafka.NewProducer(testkit.Context(t, 30*time.Second), kafka.ProducerConfig{Brokers: st.brokers}, nil)
+	p, err := kafka.NewProducer(testkit.Context(t, 30*time.Second), kafka.ProducerConfig{Brokers: st.Brokers}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _, _ = p.Close(context.Background()) }()
 
-	cartMsgs := readTopic(t, st.brokers, st.topics[envelope.TopicCartEvents], 5+2+3, p)
+	cartMsgs := readTopic(t, st.Brokers, st.Topics[envelope.TopicCartEvents], 5+2+3, p)
 	wantCart := map[string][]string{
 		res.ShopperCart: {"cart.item.added", "cart.item.added", "cart.item.quantity_changed", "cart.coupon.applied", "cart.checked_out"},
 		res.GreedyCart:  {"cart.item.added", "cart.checked_out"},
@@ -377,7 +226,7 @@ func checkTopics(t *testing.T, st *stack, res *demo.Result, carolCart string) {
 		}
 	}
 
-	inv := readTopic(t, st.brokers, st.topics[envelope.TopicInventoryEvents], 4, p)
+	inv := readTopic(t, st.Brokers, st.Topics[envelope.TopicInventoryEvents], 4, p)
 	if ts := ceTypes(inv, res.ShopperCart); count(ts, "inventory.stock.committed") != 1 || count(ts, "inventory.stock.reserved") < 2 {
 		t.Errorf("inventory.events.v1 for the shopper: %v, want reservations then one commit", ts)
 	}
@@ -388,19 +237,19 @@ func checkTopics(t *testing.T, st *stack, res *demo.Result, carolCart string) {
 		t.Errorf("inventory.events.v1 for carol: %v", ts)
 	}
 
-	products := readTopic(t, st.brokers, st.topics[envelope.TopicProducts], 20, p)
+	products := readTopic(t, st.Brokers, st.Topics[envelope.TopicProducts], 20, p)
 	for _, id := range []string{"mug", "tshirt", "hoodie", "limited-print"} {
 		if len(ceTypes(products, id)) == 0 {
 			t.Errorf("inventory.products.v1 has no snapshot of %s", id)
 		}
 	}
 
-	disc := readTopic(t, st.brokers, st.topics[envelope.TopicDiscountEvents], 3, p)
+	disc := readTopic(t, st.Brokers, st.Topics[envelope.TopicDiscountEvents], 3, p)
 	if ts := ceTypes(disc, res.ShopperCart); count(ts, "discount.coupon.redeemed") != 1 || count(ts, "discount.calculated") < 2 {
 		t.Errorf("discount.events.v1 for the shopper: %v, want calculations and one redemption", ts)
 	}
 
-	ord := readTopic(t, st.brokers, st.topics[envelope.TopicOrderEvents], 6, p)
+	ord := readTopic(t, st.Brokers, st.Topics[envelope.TopicOrderEvents], 6, p)
 	all := ceTypes(ord, res.ShopperOrder.GetOrderId())
 	all = append(all, ceTypes(ord, res.GreedyOrder.GetOrderId())...)
 	if count(all, "order.placed") != 2 || count(all, "order.confirmed") != 1 || count(all, "order.rejected") != 1 {

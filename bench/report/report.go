@@ -29,6 +29,8 @@ type Section struct {
 	Chart string `json:"chart,omitempty"`
 	// Targets are lines like "persistent / short-lived >= 100x: met (412x)".
 	Targets []string `json:"targets,omitempty"`
+	// Notes explain the method or a result (a missed target's likely bottleneck).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Machine describes where the numbers were taken.
@@ -87,10 +89,17 @@ func (r Report) Markdown() string {
 				fmt.Fprintf(&b, "\n- %s: %s", row.Name, row.Note)
 			}
 		}
+		b.WriteString("\n")
 		if len(s.Targets) > 0 {
-			b.WriteString("\n\nTargets:\n")
+			b.WriteString("\nTargets:\n")
 			for _, t := range s.Targets {
 				fmt.Fprintf(&b, "- %s\n", t)
+			}
+		}
+		if len(s.Notes) > 0 {
+			b.WriteString("\nNotes:\n")
+			for _, n := range s.Notes {
+				fmt.Fprintf(&b, "- %s\n", n)
 			}
 		}
 		b.WriteString("\n")

@@ -29,11 +29,13 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/eventshop/eventshop/pkg/auth"
+	"github.com/eventshop/eventshop/pkg/idempotency"
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/obs"
 	"github.com/eventshop/eventshop/pkg/outbox"
 	"github.com/eventshop/eventshop/pkg/postgres"
 	"github.com/eventshop/eventshop/pkg/server"
+	"github.com/eventshop/eventshop/pkg/tracing"
 )
 
 // Config is what every service shares.
@@ -65,7 +67,9 @@ func publicMethods(method string) bool {
 	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
 }
 
-// New validates the auth configuration and opens the listeners. On error nothing is left open.
+// New validates the auth configuration, installs the tracer provider chosen by
+// OTEL_TRACES_EXPORTER (see package tracing; flushed last at shutdown) and opens the
+// listeners. On error nothing is left open.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Host, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 20 * time.Second
@@ -74,18 +78,29 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	stopTracing, err := tracing.Setup(ctx, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
 	h := &Host{cfg: cfg, log: log, metrics: obs.NewMetrics(cfg.Name), health: obs.NewHealth(log)}
+	h.OnClose(func(ctx context.Context) {
+		if err := stopTracing(ctx); err != nil {
+			log.Warn("tracing: flushing spans failed", "err", err)
+		}
+	})
 	h.grpc = grpc.NewServer(server.GRPCOptions(log,
-		[]grpc.UnaryServerInterceptor{h.metrics.UnaryServerInterceptor(), auth.UnaryServerInterceptor(verifier, publicMethods)},
+		[]grpc.UnaryServerInterceptor{tracing.UnaryServerInterceptor(), h.metrics.UnaryServerInterceptor(), auth.UnaryServerInterceptor(verifier, publicMethods)},
 		[]grpc.StreamServerInterceptor{auth.StreamServerInterceptor(verifier, publicMethods)})...)
 	grpc_health_v1.RegisterHealthServer(h.grpc, h.health.GRPCServer())
 	reflection.Register(h.grpc)
 
 	if h.grpcLn, err = server.Listen(ctx, cfg.Name+" gRPC", cfg.GRPCAddr); err != nil {
+		_ = stopTracing(ctx)
 		return nil, err
 	}
 	if h.httpLn, err = server.Listen(ctx, cfg.Name+" HTTP", cfg.HTTPAddr); err != nil {
 		_ = h.grpcLn.Close()
+		_ = stopTracing(ctx)
 		return nil, err
 	}
 	h.mux = obs.Mux(h.health, h.metrics)
@@ -97,6 +112,10 @@ func (h *Host) Log() *slog.Logger { return h.log }
 
 // GRPC is the server to register the service's API on.
 func (h *Host) GRPC() *grpc.Server { return h.grpc }
+
+// Metrics is the process's metrics; services may register their own collectors on
+// its Registry. The host already feeds it from the producer, consumers, relay and pool.
+func (h *Host) Metrics() *obs.Metrics { return h.metrics }
 
 // Health lets the service add readiness checks.
 func (h *Host) Health() *obs.Health { return h.health }
@@ -127,7 +146,7 @@ func (h *Host) Gateway(ctx context.Context, register func(context.Context, *runt
 func (h *Host) OnClose(fn func(ctx context.Context)) { h.closers = append(h.closers, fn) }
 
 // Postgres opens the service's database, applies the migration sets and adds the
-// "postgres" readiness check; it is closed last.
+// "postgres" readiness check and the pool metrics; it is closed last.
 func (h *Host) Postgres(ctx context.Context, cfg postgres.Config, sets ...postgres.MigrationSet) (*sqlx.DB, error) {
 	db, err := postgres.Open(ctx, cfg)
 	if err != nil {
@@ -138,14 +157,19 @@ func (h *Host) Postgres(ctx context.Context, cfg postgres.Config, sets ...postgr
 		return nil, err
 	}
 	h.health.AddCheck("postgres", db.PingContext)
+	h.metrics.DBStats(db.Stats)
 	return db, nil
 }
 
-// Producer creates the process's one producer and adds the "kafka" readiness check; it is
-// flushed and closed after every worker has stopped.
+// Producer creates the process's one producer, its metrics and the "kafka" readiness
+// check (a broker probe, see kafka.Producer.Ping); it is flushed and closed after every
+// worker has stopped.
 func (h *Host) Producer(ctx context.Context, cfg kafka.ProducerConfig) (*kafka.Producer, error) {
 	if cfg.ClientID == "" {
 		cfg.ClientID = h.cfg.Name
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = h.metrics
 	}
 	p, err := kafka.NewProducer(ctx, cfg, h.log)
 	if err != nil {
@@ -156,20 +180,35 @@ func (h *Host) Producer(ctx context.Context, cfg kafka.ProducerConfig) (*kafka.P
 			h.log.Error("producer closed with undelivered messages", "undelivered", n, "err", err)
 		}
 	})
-	h.health.AddCheck("kafka", func(context.Context) error { return p.Healthy() })
+	h.health.AddCheck("kafka", p.Ping)
+	h.metrics.ProducerPending(p.Pending)
 	return p, nil
 }
 
 // Relay runs the outbox relay of db through p; it drains after the consumers stop.
 func (h *Host) Relay(db *sqlx.DB, p *kafka.Producer, cfg outbox.RelayConfig) {
+	if cfg.Observer == nil {
+		cfg.Observer = h.metrics
+	}
 	r := outbox.NewRelay(db, p, cfg, h.log)
 	h.drainers = append(h.drainers, r.Run)
 }
 
 // Consume runs a consumer group member with handler; it stops (finishing the in-flight
-// message and committing) right after the servers.
+// message and committing) right after the servers. Each message is handled in a consumer
+// span joining the producer's trace, and the runner and idempotency outcomes feed the
+// metrics.
 func (h *Host) Consume(cfg kafka.ConsumerConfig, p *kafka.Producer, handler kafka.Handler) error {
-	r, err := kafka.NewRunner(cfg, p, handler, h.log)
+	if cfg.Observer == nil {
+		cfg.Observer = h.metrics
+	}
+	group := cfg.GroupID
+	counted := func(ctx context.Context, m kafka.Message) error {
+		return handler(idempotency.WithOutcomes(ctx, func(topic string, o idempotency.Outcome) {
+			h.metrics.ConsumerOutcome(group, topic, string(o))
+		}), m)
+	}
+	r, err := kafka.NewRunner(cfg, p, tracing.Consume(group, counted), h.log)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/jmoiron/sqlx"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventshop/eventshop/pkg/envelope"
 	"github.com/eventshop/eventshop/pkg/kafka"
@@ -47,9 +48,12 @@ func Handler[E envelope.Envelope](db *sqlx.DB, cfg HandlerConfig, newEnv func(to
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	report := func(topic string, o Outcome) {
+	report := func(ctx context.Context, topic string, o Outcome) {
 		if cfg.OnOutcome != nil {
 			cfg.OnOutcome(topic, o)
+		}
+		if fn, ok := ctx.Value(outcomeKey{}).(func(string, Outcome)); ok {
+			fn(topic, o)
 		}
 	}
 	return func(ctx context.Context, m kafka.Message) error {
@@ -60,12 +64,14 @@ func Handler[E envelope.Envelope](db *sqlx.DB, cfg HandlerConfig, newEnv func(to
 		if err := envelope.Decode(m, env); err != nil {
 			if errors.Is(err, envelope.ErrUnknownPayload) {
 				log.Warn("skipping unknown payload kind", "topic", m.Topic, "event_id", env.GetEventId(), "ce_type", m.Header(envelope.HeaderType))
-				report(m.Topic, Unknown)
+				report(ctx, m.Topic, Unknown)
 				return nil
 			}
 			return err
 		}
-		ctx = envelope.Context(ctx, m)
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			ctx = envelope.Context(ctx, m) // no consumer span (tracing.Consume) yet: join the producer's trace
+		}
 		outcome := Applied
 		err := postgres.InTx(ctx, db, postgres.TxOptions{}, func(tx *sqlx.Tx) error {
 			outcome = Applied
@@ -87,6 +93,11 @@ func Handler[E envelope.Envelope](db *sqlx.DB, cfg HandlerConfig, newEnv func(to
 			}
 			return apply(ctx, tx, env, m)
 		})
+		if postgres.IsDataException(err) {
+			// The event's content cannot be stored (e.g. a cart id that is no UUID): a retry
+			// would fail the same way forever and stall the partition.
+			return kafka.Permanent(fmt.Errorf("event %s: %w", env.GetEventId(), err))
+		}
 		if err != nil {
 			return err
 		}
@@ -94,9 +105,18 @@ func Handler[E envelope.Envelope](db *sqlx.DB, cfg HandlerConfig, newEnv func(to
 			log.Info("event skipped", "outcome", string(outcome), "topic", m.Topic, "event_id", env.GetEventId(),
 				"aggregate_id", env.GetAggregateId(), "version", env.GetAggregateVersion())
 		}
-		report(m.Topic, outcome)
+		report(ctx, m.Topic, outcome)
 		return nil
 	}
+}
+
+type outcomeKey struct{}
+
+// WithOutcomes returns ctx carrying fn, which Handler calls after each event besides
+// HandlerConfig.OnOutcome. The process host uses it to count outcomes for every
+// consumer without each service wiring OnOutcome.
+func WithOutcomes(ctx context.Context, fn func(topic string, o Outcome)) context.Context {
+	return context.WithValue(ctx, outcomeKey{}, fn)
 }
 
 // advance records version as the newest applied for the aggregate and reports whether

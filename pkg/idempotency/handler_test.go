@@ -76,3 +76,25 @@ func TestHandlerAppliesOnceSkipsStaleUnknownAndRejectsPoison(t *testing.T) {
 }
 
 func protoMarshalNow() ([]byte, error) { return proto.Marshal(envelope.Now()) }
+
+// A data exception from the effect (here a cart id that is no UUID) is the event's fault:
+// retrying can never succeed, so the handler must report it permanent (dead-letter it)
+// rather than stall the partition. Found by e2e/chaos: the cart's feedback consumer
+// retried an inventory event for a non-UUID cart forever.
+func TestHandlerDeadLettersDataExceptions(t *testing.T) {
+	db := setup(t)
+	h := idempotency.Handler(db, idempotency.HandlerConfig{Consumer: "cart"},
+		func(string) (*cartpb.CartEvent, bool) { return &cartpb.CartEvent{}, true },
+		func(ctx context.Context, tx *sqlx.Tx, e *cartpb.CartEvent, _ kafka.Message) error {
+			_, err := tx.ExecContext(ctx, `SELECT $1::uuid`, e.GetAggregateId()) // "cart-1"
+			return err
+		})
+	err := h(context.Background(), cartMsg(t, "e-data", 1))
+	if !kafka.IsPermanent(err) {
+		t.Fatalf("effect failing with invalid input syntax for uuid: %v, want a permanent error", err)
+	}
+	var n int
+	if err := db.Get(&n, `SELECT count(*) FROM processed_events WHERE event_id = 'e-data'`); err != nil || n != 0 {
+		t.Fatalf("processed_events holds the failed event %d times (%v), want 0: the transaction must roll back", n, err)
+	}
+}

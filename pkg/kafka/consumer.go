@@ -71,6 +71,9 @@ type ConsumerConfig struct {
 	ShutdownTimeout time.Duration
 	// Extra holds further librdkafka properties; they override the above.
 	Extra map[string]any
+	// Observer, if set, receives handler timings, retries, dead letters and, from
+	// librdkafka statistics every DefaultStatsInterval, the lag per partition.
+	Observer ConsumerObserver
 }
 
 // Runner consumes Topics in GroupID and calls the handler for each message, one at a
@@ -167,6 +170,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		"enable.partition.eof":          false,
 		"go.logs.channel.enable":        false,
 	}
+	if r.cfg.Observer != nil {
+		cm["statistics.interval.ms"] = int(DefaultStatsInterval.Milliseconds())
+	}
 	for k, v := range r.cfg.Extra {
 		cm[k] = v
 	}
@@ -212,6 +218,16 @@ func (r *Runner) loop(ctx context.Context, c *ckafka.Consumer) error {
 				return fmt.Errorf("kafka: fatal consumer error: %w", e)
 			}
 			r.log.Warn("consumer error", "err", e, "code", e.Code().String())
+		case *ckafka.Stats:
+			if r.cfg.Observer == nil {
+				continue
+			}
+			lags, err := statsLags(e.String())
+			if err != nil {
+				r.log.Warn("unreadable consumer statistics", "err", err)
+				continue
+			}
+			r.cfg.Observer.Lags(r.cfg.GroupID, lags)
 		}
 	}
 	return nil
@@ -222,7 +238,11 @@ func (r *Runner) loop(ctx context.Context, c *ckafka.Consumer) error {
 func (r *Runner) process(ctx context.Context, m Message) bool {
 	backoff := r.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
+		start := time.Now()
 		err := r.call(ctx, m)
+		if r.cfg.Observer != nil {
+			r.cfg.Observer.Handled(r.cfg.GroupID, m.Topic, time.Since(start), err)
+		}
 		if err == nil {
 			return true
 		}
@@ -231,11 +251,17 @@ func (r *Runner) process(ctx context.Context, m Message) bool {
 			dlqErr := r.deadLetter(ctx, m, err)
 			if dlqErr == nil {
 				log.Error("message sent to dead-letter topic", "err", err, "dlq", DLQTopic(m.Topic, r.cfg.GroupID))
+				if r.cfg.Observer != nil {
+					r.cfg.Observer.DeadLettered(r.cfg.GroupID, m.Topic)
+				}
 				return true
 			}
 			err = dlqErr
 		}
 		log.Warn("handler failed, will retry", "err", err, "backoff", backoff)
+		if r.cfg.Observer != nil {
+			r.cfg.Observer.Retrying(r.cfg.GroupID, m.Topic)
+		}
 		select {
 		case <-ctx.Done():
 			return false

@@ -37,6 +37,10 @@ type ProducerConfig struct {
 	QueueFullTimeout time.Duration
 	// Extra holds further librdkafka properties; they override the above.
 	Extra map[string]any
+	// Observer, if set, receives every delivery report (for metrics).
+	Observer ProducerObserver
+	// ProbeTimeout bounds one broker probe of Ping (default 1s).
+	ProbeTimeout time.Duration
 }
 
 // Producer is the long-lived, idempotent producer of a process. It is safe for
@@ -53,6 +57,11 @@ type Producer struct {
 	intake sync.RWMutex
 	done   chan struct{}
 
+	// probe caches the last broker probe of Ping.
+	probeMu  sync.Mutex
+	probeAt  time.Time
+	probeErr error
+
 	// OnFatal, when set before the first Publish, is called once with a fatal
 	// librdkafka error (the producer is unusable after it; the process should exit).
 	OnFatal func(error)
@@ -60,8 +69,9 @@ type Producer struct {
 
 // delivery is the per-message opaque: where the delivery report goes.
 type delivery struct {
-	ch chan error  // Publish waits on it (buffered 1)
-	cb func(error) // PublishAsync calls it
+	ch    chan error  // Publish waits on it (buffered 1)
+	cb    func(error) // PublishAsync calls it
+	start time.Time   // when Publish was called, for the observer's latency
 }
 
 // NewProducer creates the producer and checks within cfg.ConnectTimeout that a broker
@@ -87,6 +97,9 @@ func NewProducer(ctx context.Context, cfg ProducerConfig, log *slog.Logger) (*Pr
 	}
 	if cfg.QueueFullTimeout <= 0 {
 		cfg.QueueFullTimeout = 5 * time.Second
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = time.Second
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -149,6 +162,9 @@ func (pr *Producer) drain() {
 			if e.TopicPartition.Error != nil {
 				err = fmt.Errorf("kafka: deliver to %s: %w", topicOf(e), e.TopicPartition.Error)
 			}
+			if d != nil && pr.cfg.Observer != nil {
+				pr.cfg.Observer.Delivered(topicOf(e), time.Since(d.start), e.TopicPartition.Error)
+			}
 			if d != nil {
 				if d.ch != nil {
 					d.ch <- err
@@ -195,11 +211,42 @@ func (pr *Producer) Healthy() error {
 	return nil
 }
 
+// probeCache is how long Ping reuses its last answer, so that frequent readiness
+// checks cost at most one metadata request a second.
+const probeCache = time.Second
+
+// Ping reports whether the producer is usable and a broker answers now: the fatal
+// error if any, else the result of a cheap metadata request bounded by ProbeTimeout (and
+// ctx). Answers are cached for a second. It is the "kafka" readiness check.
+func (pr *Producer) Ping(ctx context.Context) error {
+	if err := pr.Healthy(); err != nil {
+		return err
+	}
+	pr.probeMu.Lock()
+	defer pr.probeMu.Unlock()
+	if !pr.probeAt.IsZero() && time.Since(pr.probeAt) < probeCache {
+		return pr.probeErr
+	}
+	timeout := pr.cfg.ProbeTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	if timeout < time.Millisecond {
+		return fmt.Errorf("kafka: probe brokers %s: %w", pr.cfg.Brokers, context.DeadlineExceeded)
+	}
+	pr.probeErr = nil
+	if _, err := pr.p.GetMetadata(nil, false, int(timeout.Milliseconds())); err != nil {
+		pr.probeErr = fmt.Errorf("kafka: brokers %s do not answer: %w", pr.cfg.Brokers, err)
+	}
+	pr.probeAt = time.Now()
+	return pr.probeErr
+}
+
 // Publish sends m and waits for the broker's acknowledgement (acks=all). It returns the
 // delivery error, ErrQueueFull, ErrClosed, a fatal error, or ctx's error when ctx ends
 // first (the message may then still be delivered: consumers deduplicate by event id).
 func (pr *Producer) Publish(ctx context.Context, m Message) error {
-	d := &delivery{ch: make(chan error, 1)}
+	d := &delivery{ch: make(chan error, 1), start: time.Now()}
 	if err := pr.produce(ctx, m, d); err != nil {
 		return err
 	}
@@ -215,7 +262,7 @@ func (pr *Producer) Publish(ctx context.Context, m Message) error {
 // with the delivery result, from the delivery goroutine (it must not block long). An
 // error returned here means the message was not accepted and cb will not be called.
 func (pr *Producer) PublishAsync(ctx context.Context, m Message, cb func(error)) error {
-	return pr.produce(ctx, m, &delivery{cb: cb})
+	return pr.produce(ctx, m, &delivery{cb: cb, start: time.Now()})
 }
 
 func (pr *Producer) produce(ctx context.Context, m Message, d *delivery) error {

@@ -1,7 +1,9 @@
 // Package obs is the observability kit every eventshop service wires into
-// its main: a JSON slog logger, liveness and readiness probes mirrored into
-// gRPC health (grpc.health.v1), and Prometheus metrics on a per-process
-// registry with gRPC and HTTP instrumentation.
+// its main: a JSON slog logger (with trace_id and span_id from the context),
+// liveness and readiness probes mirrored into gRPC health (grpc.health.v1), and
+// Prometheus metrics on a per-process registry with gRPC and HTTP
+// instrumentation and the event metrics (Kafka producer and consumer,
+// idempotency outcomes, outbox, database pool) that pkg/host feeds.
 //
 // A typical main:
 //

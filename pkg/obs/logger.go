@@ -1,14 +1,18 @@
 package obs
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // NewLogger returns a log/slog logger writing JSON to w at the given level,
-// with the attribute service=<service> on every record.
+// with the attribute service=<service> on every record and, when the record's
+// context carries a span (log with InfoContext and friends), trace_id and span_id.
 //
 // level is one of "debug", "info", "warn" or "error" (case-insensitive,
 // surrounding spaces ignored); anything else, including the empty string, is
@@ -28,6 +32,28 @@ func NewLogger(w io.Writer, level string, service string) (*slog.Logger, error) 
 	default:
 		return nil, fmt.Errorf("obs: LOG_LEVEL %q: want one of debug, info, warn, error", level)
 	}
-	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})
+	h := TraceHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
 	return slog.New(h).With(slog.String("service", service)), nil
+}
+
+// TraceHandler wraps h so that records logged with a context carrying a valid span
+// get the attributes trace_id and span_id (W3C hex), linking logs to traces.
+func TraceHandler(h slog.Handler) slog.Handler { return traceHandler{h} }
+
+type traceHandler struct{ slog.Handler }
+
+func (t traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r = r.Clone()
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	return t.Handler.Handle(ctx, r)
+}
+
+func (t traceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return traceHandler{t.Handler.WithAttrs(attrs)}
+}
+
+func (t traceHandler) WithGroup(name string) slog.Handler {
+	return traceHandler{t.Handler.WithGroup(name)}
 }

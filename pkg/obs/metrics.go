@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+
+	"github.com/eventshop/eventshop/pkg/kafka"
 )
 
 // latencyBuckets span 1ms to 5s, the range of eventshop request latencies.
@@ -29,15 +31,25 @@ type Metrics struct {
 	grpcDuration *prometheus.HistogramVec
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
+	events       *eventMetrics
+	constLabels  prometheus.Labels
 }
 
+var _ kafka.ProducerObserver = (*Metrics)(nil)
+var _ kafka.ConsumerObserver = (*Metrics)(nil)
+
 // NewMetrics returns Metrics on a fresh registry holding the Go runtime and
-// process collectors and the eventshop gRPC and HTTP request metrics.
+// process collectors, the eventshop gRPC and HTTP request metrics and the event
+// metrics (Kafka producer and consumer, idempotency outcomes, outbox). Metrics is a
+// kafka.ProducerObserver and kafka.ConsumerObserver; ProducerPending and DBStats add
+// the gauges read from a producer and a pool.
 func NewMetrics(service string) *Metrics {
 	reg := prometheus.NewRegistry()
 	constLabels := prometheus.Labels{"service": service}
 	m := &Metrics{
-		Registry: reg,
+		Registry:    reg,
+		events:      newEventMetrics(constLabels),
+		constLabels: constLabels,
 		grpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "eventshop_grpc_requests_total",
 			Help:        "gRPC unary requests handled, by full method and status code.",
@@ -66,6 +78,7 @@ func NewMetrics(service string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.grpcRequests, m.grpcDuration, m.httpRequests, m.httpDuration,
 	)
+	reg.MustRegister(m.events.collectors()...)
 	return m
 }
 

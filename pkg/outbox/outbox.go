@@ -17,9 +17,11 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/postgres"
+	"github.com/eventshop/eventshop/pkg/tracing"
 )
 
 //go:embed migrations/*.sql
@@ -47,7 +49,11 @@ type storedHeader struct {
 // a topic and a ce_id header (the event id, unique). Relays are woken when tx commits.
 // Rows of one aggregate are published in the order they were enqueued, provided the caller
 // serializes its writes per aggregate (for example with a row lock or version check).
-func Enqueue(ctx context.Context, tx *sqlx.Tx, msgs ...kafka.Message) error {
+// The insert runs in an "outbox enqueue" span of the caller's trace.
+func Enqueue(ctx context.Context, tx *sqlx.Tx, msgs ...kafka.Message) (err error) {
+	ctx, span := tracing.Tracer().Start(ctx, "outbox enqueue")
+	defer func() { tracing.End(span, err) }()
+	span.SetAttributes(attribute.Int("outbox.messages", len(msgs)))
 	for _, m := range msgs {
 		id := m.Header(HeaderEventID)
 		if id == "" || m.Topic == "" {
@@ -103,6 +109,19 @@ type RelayConfig struct {
 	Retention time.Duration
 	// DrainTimeout bounds the final publishing after Run's context ends (default 10s).
 	DrainTimeout time.Duration
+	// Observer, if set, receives the backlog (at most every BacklogInterval) and the
+	// published row counts, for metrics.
+	Observer Observer
+	// BacklogInterval is how often Run measures the backlog for Observer (default 5s).
+	BacklogInterval time.Duration
+}
+
+// Observer receives what a Relay sees, for metrics.
+type Observer interface {
+	// OutboxBacklog reports the pending rows and the age of the oldest (see Backlog).
+	OutboxBacklog(pending int64, oldest time.Duration)
+	// OutboxPublished reports rows published and marked sent.
+	OutboxPublished(n int)
 }
 
 // Relay publishes pending outbox rows. Several relays (processes) may run against one
@@ -133,6 +152,9 @@ func NewRelay(db *sqlx.DB, pub Publisher, cfg RelayConfig, log *slog.Logger) *Re
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.BacklogInterval <= 0 {
+		cfg.BacklogInterval = 5 * time.Second
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -166,8 +188,20 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	backoff := 100 * time.Millisecond
 	lastCleanup := time.Now()
+	var lastBacklog time.Time
 	for ctx.Err() == nil {
+		if r.cfg.Observer != nil && time.Since(lastBacklog) >= r.cfg.BacklogInterval {
+			lastBacklog = time.Now()
+			if pending, oldest, err := Backlog(ctx, r.db); err == nil {
+				r.cfg.Observer.OutboxBacklog(pending, oldest)
+			} else if ctx.Err() == nil {
+				r.log.Warn("outbox backlog unknown", "err", err)
+			}
+		}
 		n, err := r.PublishBatch(ctx)
+		if n > 0 && r.cfg.Observer != nil {
+			r.cfg.Observer.OutboxPublished(n)
+		}
 		switch {
 		case errors.Is(err, ErrBusy):
 			// Another relay is publishing; stand by.

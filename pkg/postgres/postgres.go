@@ -212,6 +212,14 @@ func IsUniqueViolation(err error) bool {
 	return errors.As(err, &pqErr) && pqErr.Code == "23505"
 }
 
+// IsDataException reports whether err is a data exception (SQLSTATE class 22: invalid
+// text representation, numeric value out of range, ...): the input itself is wrong, so
+// running the same statement again can never succeed.
+func IsDataException(err error) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && pqErr.Code.Class() == "22"
+}
+
 // Migrations returns the set named name read from directory dir of fsys (usually an
 // embed.FS of the calling package). It panics when dir is missing: that is a build error.
 func Migrations(name string, fsys fs.FS, dir string) MigrationSet {

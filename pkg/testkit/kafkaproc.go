@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -20,6 +22,7 @@ type KafkaProcess struct {
 	Brokers string
 	script  string
 	env     []string
+	work    string
 }
 
 // OwnKafka starts a dedicated broker for the test and stops it when the test ends. It needs
@@ -36,6 +39,7 @@ func OwnKafka(t testing.TB) *KafkaProcess {
 	k := &KafkaProcess{
 		Brokers: "127.0.0.1:" + strconv.Itoa(port),
 		script:  filepath.Join(root, "scripts", "kafka.sh"),
+		work:    work,
 		env: append(os.Environ(),
 			"EVENTSHOP_WORK="+work,
 			"EVENTSHOP_KAFKA=kafka",
@@ -54,6 +58,30 @@ func (k *KafkaProcess) Start(t testing.TB) { t.Helper(); k.run(t, "start") }
 
 // Stop stops the broker gracefully (SIGTERM) and waits for it to exit.
 func (k *KafkaProcess) Stop(t testing.TB) { t.Helper(); k.run(t, "stop") }
+
+// Kill kills the broker with SIGKILL (no controlled shutdown, no flush) and waits until
+// the process is gone; Start brings it back on the same data and port.
+func (k *KafkaProcess) Kill(t testing.TB) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(k.work, "pids", "kafka.pid"))
+	if err != nil {
+		t.Fatalf("testkit: kafka pid: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatalf("testkit: kafka pid %q: %v", raw, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("testkit: SIGKILL kafka (pid %d): %v", pid, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("testkit: kafka (pid %d) still alive 30s after SIGKILL", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 func (k *KafkaProcess) run(t testing.TB, verb string) {
 	t.Helper()

@@ -2,9 +2,19 @@
 //
 //	go run ./cmd/bench                 # everything, the counts of `make bench`
 //	go run ./cmd/bench -smoke          # tiny counts, to check the harness still works
+//	go run ./cmd/bench -sections cart,memory
 //
-// It expects the infrastructure of `make infra-up` (EVENTSHOP_KAFKA_BROKERS) and, for the
-// Java comparison, the Kafka classpath cached by scripts/kafka.sh (EVENTSHOP_KAFKA_CLASSPATH).
+// Sections: producer (short-lived vs persistent vs Kafka's ProducerPerformance), cart (cart
+// API load over HTTP and gRPC, open loop and maximum throughput, and the end-to-end
+// latency to the inventory's reservation), consumer (inventory events applied per second,
+// on a self-started inventory process, fresh database and topics) and memory (RSS of each
+// service idle and under the maximum-throughput load).
+//
+// It expects the infrastructure of `make infra-up` (EVENTSHOP_KAFKA_BROKERS,
+// EVENTSHOP_POSTGRES_URL), for the Java comparison the Kafka classpath cached by
+// scripts/kafka.sh (EVENTSHOP_KAFKA_CLASSPATH), and for cart and memory the running `make
+// up` stack (pids in $EVENTSHOP_WORK/pids). Load is bounded in count and time and goes to
+// loopback only.
 package main
 
 import (
@@ -14,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +43,20 @@ type options struct {
 	size       int
 	smoke      bool
 	kafkaVer   string
+
+	sections    string
+	postgresURL string
+	repoRoot    string
+	cartHTTP    string
+	cartGRPC    string
+	serviceHTTP string
+	invTopic    string
+	pidDir      string
+	rate        float64
+	duration    time.Duration
+	workers     int
+	users       int
+	consumerN   int
 }
 
 func main() {
@@ -44,9 +69,23 @@ func main() {
 	flag.IntVar(&o.size, "record-size", 200, "payload bytes per message")
 	flag.BoolVar(&o.smoke, "smoke", false, "tiny counts: check that the harness works, not how fast")
 	flag.StringVar(&o.kafkaVer, "kafka-version", "4.1.1", "broker version, for the report")
+	flag.StringVar(&o.sections, "sections", "producer,cart,consumer,memory", "comma-separated sections to run")
+	flag.StringVar(&o.postgresURL, "postgres", env("EVENTSHOP_POSTGRES_URL", "postgres://postgres@127.0.0.1:15432/postgres?sslmode=disable"), "PostgreSQL server URL (consumer section creates a database there)")
+	flag.StringVar(&o.repoRoot, "repo", ".", "repository root (to build the inventory command)")
+	flag.StringVar(&o.cartHTTP, "cart-http", "http://127.0.0.1:8081", "cart HTTP base URL of the running stack")
+	flag.StringVar(&o.cartGRPC, "cart-grpc", "127.0.0.1:9081", "cart gRPC address of the running stack")
+	flag.StringVar(&o.serviceHTTP, "service-http", "inventory=http://127.0.0.1:8082,order=http://127.0.0.1:8083,discount=http://127.0.0.1:8084", "HTTP base URLs of the other services (for /metrics)")
+	flag.StringVar(&o.invTopic, "inventory-topic", "inventory.events.v1", "inventory events topic of the running stack")
+	flag.StringVar(&o.pidDir, "pids", filepath.Join(env("EVENTSHOP_WORK", ".work"), "pids"), "pid files of the running stack")
+	flag.Float64Var(&o.rate, "rate", 500, "open-loop requests per second")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of each cart load run")
+	flag.IntVar(&o.workers, "workers", 32, "closed-loop workers of the maximum-throughput run")
+	flag.IntVar(&o.users, "users", 200, "simulated users per cart load run")
+	flag.IntVar(&o.consumerN, "consumer-events", 20_000, "cart events the consumer section applies")
 	flag.Parse()
 	if o.smoke {
 		o.short, o.persistent = 5, 500
+		o.rate, o.duration, o.workers, o.users, o.consumerN = 50, 2*time.Second, 4, 20, 200
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -65,11 +104,36 @@ func env(k, def string) string {
 
 func run(ctx context.Context, o options) error {
 	rep := report.Report{Machine: report.NewMachine(o.kafkaVer, strings.Join(os.Args, " "))}
-	sec, err := producerSection(ctx, o)
-	if err != nil {
-		return err
+	want := map[string]bool{}
+	for s := range strings.SplitSeq(o.sections, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "producer", "cart", "consumer", "memory":
+			want[s] = true
+		default:
+			return fmt.Errorf("unknown section %q (want producer, cart, consumer, memory)", s)
+		}
 	}
-	rep.Sections = append(rep.Sections, sec)
+	if want["producer"] {
+		sec, err := producerSection(ctx, o)
+		if err != nil {
+			return err
+		}
+		rep.Sections = append(rep.Sections, sec)
+	}
+	if want["cart"] || want["memory"] {
+		secs, err := cartSections(ctx, o, want["cart"], want["memory"])
+		if err != nil {
+			return err
+		}
+		rep.Sections = append(rep.Sections, secs...)
+	}
+	if want["consumer"] {
+		sec, err := consumerSection(ctx, o)
+		if err != nil {
+			return err
+		}
+		rep.Sections = append(rep.Sections, sec)
+	}
 	if err := rep.Write(o.out); err != nil {
 		return err
 	}

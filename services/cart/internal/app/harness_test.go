@@ -44,14 +44,14 @@ type harness struct {
 	reader   *topicReader
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-func baseConfig(t *testing.T) (app.Config, *sqlx.DB) {
+func baseConfig(t testing.TB) (app.Config, *sqlx.DB) {
 	t.Helper()
 	db, url := testkit.Database(t)
 	brokers := testkit.KafkaBrokers(t)
@@ -69,7 +69,7 @@ func baseConfig(t *testing.T) (app.Config, *sqlx.DB) {
 	}, db
 }
 
-func start(t *testing.T) *harness {
+func start(t testing.TB) *harness {
 	t.Helper()
 	cfg, db := baseConfig(t)
 	ctx := testkit.Context(t, 30*time.Second)
@@ -113,7 +113,7 @@ func start(t *testing.T) *harness {
 
 // publishCatalog publishes product snapshots at version v and waits until the cart's
 // catalog read model holds them.
-func (h *harness) publishCatalog(t *testing.T, v int64, ps ...*inventorypb.ProductSnapshot) {
+func (h *harness) publishCatalog(t testing.TB, v int64, ps ...*inventorypb.ProductSnapshot) {
 	t.Helper()
 	ctx := testkit.Context(t, 30*time.Second)
 	for _, p := range ps {
@@ -138,7 +138,7 @@ func (h *harness) publishCatalog(t *testing.T, v int64, ps ...*inventorypb.Produ
 	})
 }
 
-func token(t *testing.T, h *harness, user string) string {
+func token(t testing.TB, h *harness, user string) string {
 	t.Helper()
 	tok, err := auth.Mint(h.cfg.AuthConfig(), user, time.Hour)
 	if err != nil {
@@ -148,7 +148,7 @@ func token(t *testing.T, h *harness, user string) string {
 }
 
 // grpcCtx returns a context carrying user's bearer token (and an idempotency key if given).
-func grpcCtx(t *testing.T, h *harness, user string, kv ...string) context.Context {
+func grpcCtx(t testing.TB, h *harness, user string, kv ...string) context.Context {
 	ctx := testkit.Context(t, 20*time.Second)
 	return metadata.AppendToOutgoingContext(ctx, append([]string{"authorization", "Bearer " + token(t, h, user)}, kv...)...)
 }
@@ -159,7 +159,7 @@ type httpResult struct {
 	Raw    string
 }
 
-func (h *harness) do(t *testing.T, method, path, bearer string, body any, headers ...string) httpResult {
+func (h *harness) do(t testing.TB, method, path, bearer string, body any, headers ...string) httpResult {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -200,7 +200,7 @@ type topicReader struct {
 	msgs []kafka.Message
 }
 
-func readTopic(t *testing.T, brokers, topic string, p *kafka.Producer) *topicReader {
+func readTopic(t testing.TB, brokers, topic string, p *kafka.Producer) *topicReader {
 	t.Helper()
 	tr := &topicReader{}
 	r, err := kafka.NewRunner(kafka.ConsumerConfig{Brokers: brokers, GroupID: testkit.Name("reader"), Topics: []string{topic}}, p,
@@ -221,7 +221,7 @@ func readTopic(t *testing.T, brokers, topic string, p *kafka.Producer) *topicRea
 }
 
 // forCart waits until n events of cartID arrived and returns them decoded, in order.
-func (tr *topicReader) forCart(t *testing.T, cartID string, n int) ([]*cartpb.CartEvent, []kafka.Message) {
+func (tr *topicReader) forCart(t testing.TB, cartID string, n int) ([]*cartpb.CartEvent, []kafka.Message) {
 	t.Helper()
 	var evs []*cartpb.CartEvent
 	var msgs []kafka.Message

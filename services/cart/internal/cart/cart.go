@@ -251,15 +251,22 @@ func (c *Cart) Checkout(prices map[string]int64) (Snapshot, error) {
 	if len(c.Lines) == 0 {
 		return Snapshot{}, ErrCartEmpty
 	}
-	for i := range c.Lines {
-		if p, ok := prices[c.Lines[i].ProductID]; ok {
-			c.Lines[i].UnitPriceCents = p
+	// Reprice a copy: a failed checkout must leave the cart as it was.
+	repriced := *c
+	repriced.Lines = slices.Clone(c.Lines)
+	for i, l := range repriced.Lines {
+		if p, ok := prices[l.ProductID]; ok {
+			if err := validPrice(Product{ID: l.ProductID, PriceCents: p}); err != nil {
+				return Snapshot{}, err
+			}
+			repriced.Lines[i].UnitPriceCents = p
 		}
 	}
-	sub, err := c.Subtotal()
+	sub, err := repriced.Subtotal()
 	if err != nil {
 		return Snapshot{}, err
 	}
+	c.Lines = repriced.Lines
 	c.Status = StatusCheckedOut
 	c.Version++
 	return Snapshot{Lines: slices.Clone(c.Lines), CouponCode: c.CouponCode, SubtotalCents: sub}, nil

@@ -1,0 +1,7 @@
+// Package chaos holds the fault-injection suite: it runs the four services as real
+// processes, drives a bounded load of cart commands from many simulated users, injects one
+// fault per scenario (broker, consumer or cart SIGKILL; poison and disorder straight into
+// the topics), waits for recovery and checks the books across Kafka and every database.
+//
+// The scale comes from EVENTSHOP_CHAOS: "full" (make chaos) or empty (make test, small).
+package chaos
