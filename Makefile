@@ -93,7 +93,7 @@ fuzz: infra-up ## go test -fuzz each fuzz target for FUZZTIME (default 20s)
 		go test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) "./$$dir" || exit 1; \
 	done
 
-bench: infra-up ## measure producers (short-lived vs persistent vs Kafka's ProducerPerformance); writes bench/results/
+bench: infra-up ## measure producers, cart load, end-to-end latency, consumer throughput, memory (needs make up); writes bench/results/
 	$(call say,go run ./bench/cmd/bench (results in bench/results/))
 	@eval "$$(scripts/infra.sh env)"; EVENTSHOP_KAFKA_CLASSPATH="$(EVENTSHOP_WORK)/kafka/classpath.txt" go run ./bench/cmd/bench -out bench/results
 
