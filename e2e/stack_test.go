@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,29 +26,10 @@ import (
 // readTopic returns every message of topic, waiting until at least want arrived.
 func readTopic(t *testing.T, brokers, topic string, want int, p *kafka.Producer) []kafka.Message {
 	t.Helper()
-	var mu sync.Mutex
-	var msgs []kafka.Message
-	r, err := kafka.NewRunner(kafka.ConsumerConfig{Brokers: brokers, GroupID: testkit.Name("e2e-reader"), Topics: []string{topic}}, p,
-		func(_ context.Context, m kafka.Message) error {
-			mu.Lock()
-			msgs = append(msgs, m)
-			mu.Unlock()
-			return nil
-		}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(ctx); close(done) }()
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(msgs) }
-	testkit.Eventually(t, 60*time.Second, fmt.Sprintf("%d messages on %s", want, topic), func() bool { return count() >= want })
+	r := testkit.ReadTopics(t, brokers, p, topic)
+	testkit.Eventually(t, 60*time.Second, fmt.Sprintf("%d messages on %s", want, topic), func() bool { return r.Len() >= want })
 	time.Sleep(time.Second) // anything beyond what we waited for shows up now
-	cancel()
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	return append([]kafka.Message(nil), msgs...)
+	return r.Messages()
 }
 
 // ceTypes returns the ce_types of the messages keyed by key, in order.

@@ -194,30 +194,12 @@ func (h *harness) do(t testing.TB, method, path, bearer string, body any, header
 	return res
 }
 
-// topicReader collects every message of a topic from the beginning.
-type topicReader struct {
-	mu   sync.Mutex
-	msgs []kafka.Message
-}
+// topicReader reads a topic the cart publishes to.
+type topicReader struct{ *testkit.TopicReader }
 
 func readTopic(t testing.TB, brokers, topic string, p *kafka.Producer) *topicReader {
 	t.Helper()
-	tr := &topicReader{}
-	r, err := kafka.NewRunner(kafka.ConsumerConfig{Brokers: brokers, GroupID: testkit.Name("reader"), Topics: []string{topic}}, p,
-		func(_ context.Context, m kafka.Message) error {
-			tr.mu.Lock()
-			tr.msgs = append(tr.msgs, m)
-			tr.mu.Unlock()
-			return nil
-		}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return tr
+	return &topicReader{testkit.ReadTopics(t, brokers, p, topic)}
 }
 
 // forCart waits until n events of cartID arrived and returns them decoded, in order.
@@ -226,13 +208,8 @@ func (tr *topicReader) forCart(t testing.TB, cartID string, n int) ([]*cartpb.Ca
 	var evs []*cartpb.CartEvent
 	var msgs []kafka.Message
 	collect := func() {
-		tr.mu.Lock()
-		defer tr.mu.Unlock()
 		evs, msgs = nil, nil
-		for _, m := range tr.msgs {
-			if string(m.Key) != cartID {
-				continue
-			}
+		for _, m := range tr.ForKey(cartID) {
 			var e cartpb.CartEvent
 			if err := envelope.Decode(m, &e); err != nil {
 				t.Fatalf("undecodable cart event: %v", err)
@@ -247,8 +224,4 @@ func (tr *topicReader) forCart(t testing.TB, cartID string, n int) ([]*cartpb.Ca
 	return evs, msgs
 }
 
-func (tr *topicReader) count() int {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return len(tr.msgs)
-}
+func (tr *topicReader) count() int { return tr.Len() }

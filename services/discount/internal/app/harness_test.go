@@ -249,37 +249,15 @@ func (c *cartSim) checkout() (*cartpb.CartEvent, string) {
 	return e, id
 }
 
-// topicReader collects every message of a topic from the beginning.
-type topicReader struct {
-	mu   sync.Mutex
-	msgs []kafka.Message
-}
+// topicReader reads a topic the discount service publishes to.
+type topicReader struct{ *testkit.TopicReader }
 
 func readTopic(t *testing.T, brokers, topic string, p *kafka.Producer) *topicReader {
 	t.Helper()
-	tr := &topicReader{}
-	r, err := kafka.NewRunner(kafka.ConsumerConfig{Brokers: brokers, GroupID: testkit.Name("reader"), Topics: []string{topic}}, p,
-		func(_ context.Context, m kafka.Message) error {
-			tr.mu.Lock()
-			tr.msgs = append(tr.msgs, m)
-			tr.mu.Unlock()
-			return nil
-		}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return tr
+	return &topicReader{testkit.ReadTopics(t, brokers, p, topic)}
 }
 
-func (tr *topicReader) messages() []kafka.Message {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return append([]kafka.Message(nil), tr.msgs...)
-}
+func (tr *topicReader) messages() []kafka.Message { return tr.Messages() }
 
 // distinct counts the distinct event ids read.
 func (tr *topicReader) distinct() int {

@@ -361,52 +361,14 @@ func (h *harness) snapshots(t *testing.T, product string) []string {
 	return out
 }
 
-// topicReader collects every message of a topic from the beginning.
-type topicReader struct {
-	mu   sync.Mutex
-	msgs []kafka.Message
-}
+// topicReader reads a topic the inventory service publishes to.
+type topicReader struct{ *testkit.TopicReader }
 
 func readTopic(t *testing.T, brokers, topic string, p *kafka.Producer) *topicReader {
 	t.Helper()
-	tr := &topicReader{}
-	r, err := kafka.NewRunner(kafka.ConsumerConfig{Brokers: brokers, GroupID: testkit.Name("reader"), Topics: []string{topic}}, p,
-		func(_ context.Context, m kafka.Message) error {
-			tr.mu.Lock()
-			tr.msgs = append(tr.msgs, m)
-			tr.mu.Unlock()
-			return nil
-		}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		ctx, stop := context.WithTimeout(context.Background(), 30*time.Second)
-		defer stop()
-		_ = kafka.DeleteTopics(ctx, brokers, r.DLQTopics()...)
-	})
-	return tr
+	return &topicReader{testkit.ReadTopics(t, brokers, p, topic)}
 }
 
-func (tr *topicReader) forKey(key string) []kafka.Message {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	var out []kafka.Message
-	for _, m := range tr.msgs {
-		if string(m.Key) == key {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+func (tr *topicReader) forKey(key string) []kafka.Message { return tr.ForKey(key) }
 
-func (tr *topicReader) all() []kafka.Message {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return append([]kafka.Message(nil), tr.msgs...)
-}
+func (tr *topicReader) all() []kafka.Message { return tr.Messages() }

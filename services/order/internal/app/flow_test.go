@@ -279,9 +279,7 @@ func TestPoisonMessagesGoToTheDLQAndThePartitionMovesOn(t *testing.T) {
 	}
 	gotDead := map[string]string{}
 	testkit.Eventually(t, 60*time.Second, "poison messages in the DLQ topics", func() bool {
-		dead.mu.Lock()
-		defer dead.mu.Unlock()
-		for _, m := range dead.msgs {
+		for _, m := range dead.Messages() {
 			if m.Header(kafka.HeaderDLQError) == "" || m.Header(kafka.HeaderDLQGroup) != h.cfg.ConsumerGroup {
 				t.Errorf("dead letter without its error headers: %v", m.Headers)
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -289,50 +288,21 @@ func grpcCtx(t *testing.T, h *harness, user string) context.Context {
 	return metadata.AppendToOutgoingContext(testkit.Context(t, 20*time.Second), "authorization", "Bearer "+token(t, h, user))
 }
 
-// topicReader collects every message of some topics from the beginning.
-type topicReader struct {
-	mu   sync.Mutex
-	msgs []kafka.Message
-}
+// topicReader reads the topics the order service publishes to.
+type topicReader struct{ *testkit.TopicReader }
 
 func readTopic(t *testing.T, brokers string, p *kafka.Producer, topics ...string) *topicReader {
 	t.Helper()
-	tr := &topicReader{}
-	r, err := kafka.NewRunner(kafka.ConsumerConfig{Brokers: brokers, GroupID: testkit.Name("reader"), Topics: topics}, p,
-		func(_ context.Context, m kafka.Message) error {
-			tr.mu.Lock()
-			tr.msgs = append(tr.msgs, m)
-			tr.mu.Unlock()
-			return nil
-		}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer dcancel()
-		_ = kafka.DeleteTopics(dctx, brokers, r.DLQTopics()...)
-	})
-	return tr
+	return &topicReader{testkit.ReadTopics(t, brokers, p, topics...)}
 }
 
 // events returns the decoded order events of orderID read so far, in order, one per
 // event id (the relay publishes at least once).
 func (tr *topicReader) events(t *testing.T, orderID string) []*orderpb.OrderEvent {
 	t.Helper()
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
 	var evs []*orderpb.OrderEvent
 	seen := map[string]bool{}
-	for _, m := range tr.msgs {
-		if string(m.Key) != orderID {
-			continue
-		}
+	for _, m := range tr.ForKey(orderID) {
 		var e orderpb.OrderEvent
 		if err := envelope.Decode(m, &e); err != nil {
 			t.Fatalf("undecodable order event: %v", err)
