@@ -10,6 +10,8 @@
 #            accepted), SIGKILL after 30s
 # status     exit 0 when every service with a binary is running and ready
 # endpoints  print HTTP, gRPC and metrics addresses, a dev token and a curl line
+#
+# EVENTSHOP_PPROF=1 also serves /debug/pprof/ on 127.0.0.1:6061-6064 (HTTP port - 2020).
 set -euo pipefail
 ES_TAG=services # used by lib.sh
 here="$(dirname "${BASH_SOURCE[0]}")"
@@ -53,6 +55,8 @@ start_one() {
 		export HTTP_ADDR="127.0.0.1:$hport" GRPC_ADDR="127.0.0.1:$gport"
 		export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$db?sslmode=disable"
 		export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" DEV_MODE="${DEV_MODE:-true}" LOG_LEVEL="${LOG_LEVEL:-info}"
+		# EVENTSHOP_PPROF=1: the Go profiler on 127.0.0.1:6061 (cart) .. 6064 (discount)
+		if [[ -n ${EVENTSHOP_PPROF:-} ]]; then export PPROF_ADDR="127.0.0.1:$((hport - 2020))"; fi
 		exec setsid "$bin" >>"$ES_LOGS/$name.log" 2>&1 </dev/null
 	) &
 	echo $! >"$(pidfile "$name")"

@@ -45,6 +45,8 @@ type Config struct {
 	GRPCAddr        string // host:port for gRPC
 	Auth            auth.Config
 	ShutdownTimeout time.Duration // default 20s
+	// PprofAddr, when set, serves /debug/pprof/ there (PPROF_ADDR; keep it on loopback).
+	PprofAddr string
 }
 
 // Host is one service process being assembled, then run.
@@ -104,6 +106,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Host, error) {
 		return nil, err
 	}
 	h.mux = obs.Mux(h.health, h.metrics)
+	if cfg.PprofAddr != "" {
+		if err := h.servePprof(ctx, cfg.PprofAddr); err != nil {
+			_ = h.grpcLn.Close()
+			_ = h.httpLn.Close()
+			return nil, err
+		}
+	}
 	return h, nil
 }
 

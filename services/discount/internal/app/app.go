@@ -40,6 +40,7 @@ type Config struct {
 	AdminUsers      []string      `env:"ADMIN_USERS" envDefault:"admin" envSeparator:","`
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	PprofAddr       string        `env:"PPROF_ADDR"` // e.g. 127.0.0.1:6061; off when empty
 }
 
 // LoadConfig reads Config from the environment.
@@ -68,7 +69,7 @@ type App struct{ host *host.Host }
 // wires the API, the outbox relay and the cart events consumer. On error, what was
 // opened is closed again.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
-	h, err := host.New(ctx, host.Config{Name: "discount", HTTPAddr: cfg.HTTPAddr, GRPCAddr: cfg.GRPCAddr, Auth: cfg.AuthConfig(), ShutdownTimeout: cfg.ShutdownTimeout}, log)
+	h, err := host.New(ctx, host.Config{Name: "discount", HTTPAddr: cfg.HTTPAddr, GRPCAddr: cfg.GRPCAddr, Auth: cfg.AuthConfig(), ShutdownTimeout: cfg.ShutdownTimeout, PprofAddr: cfg.PprofAddr}, log)
 	if err != nil {
 		return nil, err
 	}

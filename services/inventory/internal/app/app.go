@@ -46,6 +46,7 @@ type Config struct {
 	SweepInterval   time.Duration `env:"RESERVATION_SWEEP_INTERVAL" envDefault:"30s"`
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	PprofAddr       string        `env:"PPROF_ADDR"` // e.g. 127.0.0.1:6061; off when empty
 }
 
 // LoadConfig reads Config from the environment and checks it.
@@ -102,7 +103,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	h, err := host.New(ctx, host.Config{Name: "inventory", HTTPAddr: cfg.HTTPAddr, GRPCAddr: cfg.GRPCAddr, Auth: cfg.AuthConfig(), ShutdownTimeout: cfg.ShutdownTimeout}, log)
+	h, err := host.New(ctx, host.Config{Name: "inventory", HTTPAddr: cfg.HTTPAddr, GRPCAddr: cfg.GRPCAddr, Auth: cfg.AuthConfig(), ShutdownTimeout: cfg.ShutdownTimeout, PprofAddr: cfg.PprofAddr}, log)
 	if err != nil {
 		return nil, err
 	}

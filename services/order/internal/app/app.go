@@ -41,6 +41,7 @@ type Config struct {
 	DevMode         bool          `env:"DEV_MODE" envDefault:"false"`
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	PprofAddr       string        `env:"PPROF_ADDR"` // e.g. 127.0.0.1:6061; off when empty
 }
 
 // LoadConfig reads Config from the environment.
@@ -81,7 +82,7 @@ type App struct{ host *host.Host }
 // wires the API, the order consumer group and the outbox relay. On error, what was
 // opened is closed again.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
-	h, err := host.New(ctx, host.Config{Name: "order", HTTPAddr: cfg.HTTPAddr, GRPCAddr: cfg.GRPCAddr, Auth: cfg.AuthConfig(), ShutdownTimeout: cfg.ShutdownTimeout}, log)
+	h, err := host.New(ctx, host.Config{Name: "order", HTTPAddr: cfg.HTTPAddr, GRPCAddr: cfg.GRPCAddr, Auth: cfg.AuthConfig(), ShutdownTimeout: cfg.ShutdownTimeout, PprofAddr: cfg.PprofAddr}, log)
 	if err != nil {
 		return nil, err
 	}
