@@ -33,6 +33,7 @@ usage: $0 start|stop|status|env|install
   env      print export lines for the tests (EVENTSHOP_POSTGRES_URL)
   install  install the Debian postgresql package if the server binaries are missing (root)
 env: EVENTSHOP_WORK=$EVENTSHOP_WORK EVENTSHOP_PG_PORT=$PG_PORT EVENTSHOP_PG_BIN=${EVENTSHOP_PG_BIN:-<auto>}
+     EVENTSHOP_PG_STOP_MODE=${EVENTSHOP_PG_STOP_MODE:-fast} (pg_ctl stop mode: fast, or immediate = crash, recovery at next start)
 USAGE
 }
 
@@ -205,8 +206,10 @@ cmd_stop() {
 		return 0
 	fi
 	PG_BIN="$(find_pg_bin)" || die "cannot find pg_ctl to stop pid $pid"
-	log "stopping PostgreSQL (pid $pid, data $PG_DATA)"
-	as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >&2 ||
+	local mode="${EVENTSHOP_PG_STOP_MODE:-fast}"
+	[[ $mode == fast || $mode == immediate ]] || die "EVENTSHOP_PG_STOP_MODE=$mode; want fast or immediate"
+	log "stopping PostgreSQL (pid $pid, data $PG_DATA, mode $mode)"
+	as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m "$mode" -w -t 60 stop >&2 ||
 		die "pg_ctl stop failed; see $PG_LOG"
 	rm -f "$PG_PIDFILE"
 	log "stopped"

@@ -59,7 +59,12 @@ var unsafeName = regexp.MustCompile(`[^a-z0-9_]+`)
 // opens a pool on it and drops it when the test ends. It returns the pool and its URL.
 func Database(t testing.TB) (*sqlx.DB, string) {
 	t.Helper()
-	admin := need(t, EnvPostgresURL)
+	return DatabaseOn(t, need(t, EnvPostgresURL))
+}
+
+// DatabaseOn is Database on the server of the superuser URL admin (e.g. an OwnPostgres).
+func DatabaseOn(t testing.TB, admin string) (*sqlx.DB, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
