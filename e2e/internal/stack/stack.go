@@ -45,16 +45,21 @@ type Options struct {
 	Brokers string
 	// Env is appended to every service's environment.
 	Env []string
+	// PostgresURL is the superuser URL of the server the services' databases are created
+	// on (e.g. a testkit.OwnPostgres the test restarts); empty means the shared test server.
+	PostgresURL string
 }
 
 // Stack is the running system of one test.
 type Stack struct {
 	Services map[string]*Proc
-	DBs      map[string]*sqlx.DB // by service name
-	Topics   map[string]string   // default topic name -> this test's topic
-	Groups   map[string]string   // service name (or "cart-catalog") -> its consumer group
-	Brokers  string
-	Auth     auth.Config
+	// Extra holds the instances added with AddInstance, by service name.
+	Extra   map[string][]*Proc
+	DBs     map[string]*sqlx.DB // by service name
+	Topics  map[string]string   // default topic name -> this test's topic
+	Groups  map[string]string   // service name (or "cart-catalog") -> its consumer group
+	Brokers string
+	Auth    auth.Config
 }
 
 // Proc is one service process; Kill and Start may be called repeatedly.
@@ -129,7 +134,7 @@ func Build(ctx context.Context, dir string) error {
 // databases and topics of this test; every process is killed when the test ends.
 func Start(t testing.TB, opts Options) *Stack {
 	t.Helper()
-	st := &Stack{Services: map[string]*Proc{}, DBs: map[string]*sqlx.DB{}, Topics: map[string]string{}, Groups: map[string]string{},
+	st := &Stack{Services: map[string]*Proc{}, Extra: map[string][]*Proc{}, DBs: map[string]*sqlx.DB{}, Topics: map[string]string{}, Groups: map[string]string{},
 		Brokers: opts.Brokers, Auth: auth.Config{Secret: auth.DevSigningKey, DevMode: true}}
 	if st.Brokers == "" {
 		st.Brokers = testkit.KafkaBrokers(t)
@@ -172,28 +177,58 @@ func Start(t testing.TB, opts Options) *Stack {
 		"cart": {"CATALOG_GROUP=" + st.Groups["cart-catalog"]},
 	}
 	for _, name := range Names {
-		db, dbURL := testkit.Database(t)
+		var db *sqlx.DB
+		var dbURL string
+		if opts.PostgresURL != "" {
+			db, dbURL = testkit.DatabaseOn(t, opts.PostgresURL)
+		} else {
+			db, dbURL = testkit.Database(t)
+		}
 		st.DBs[name] = db
 		p := &Proc{Name: name, HTTPAddr: freeAddr(t), GRPCAddr: freeAddr(t), bin: filepath.Join(bin, name), logs: &syncBuffer{}}
 		p.env = append(append(append(os.Environ(), common...), perService[name]...), opts.Env...)
 		p.env = append(p.env, "HTTP_ADDR="+p.HTTPAddr, "GRPC_ADDR="+p.GRPCAddr, "DATABASE_URL="+dbURL, "CONSUMER_GROUP="+st.Groups[name])
 		st.Services[name] = p
-		t.Cleanup(func() {
-			p.mu.Lock()
-			if p.cmd != nil {
-				_ = p.cmd.Process.Kill()
-			}
-			p.mu.Unlock()
-			if t.Failed() {
-				t.Logf("--- %s output (last 4 KiB):\n%s", name, p.logs.Tail(4096))
-			}
-		})
+		p.killAtCleanup(t)
 		p.Start(t)
 	}
 	for _, p := range st.Services {
 		p.WaitReady(t, 90*time.Second)
 	}
 	return st
+}
+
+// AddInstance starts one more process of service name (same database, consumer group
+// and configuration, its own HTTP and gRPC ports), waits until it is ready and returns
+// it; it is killed when the test ends.
+func (st *Stack) AddInstance(t testing.TB, name string) *Proc {
+	t.Helper()
+	base, ok := st.Services[name]
+	if !ok {
+		t.Fatalf("stack: no service %q", name)
+	}
+	n := len(st.Extra[name]) + 2
+	p := &Proc{Name: fmt.Sprintf("%s#%d", name, n), HTTPAddr: freeAddr(t), GRPCAddr: freeAddr(t), bin: base.bin, logs: &syncBuffer{}}
+	// Later entries win (os/exec keeps the last value of a duplicated variable).
+	p.env = append(append([]string(nil), base.env...), "HTTP_ADDR="+p.HTTPAddr, "GRPC_ADDR="+p.GRPCAddr)
+	st.Extra[name] = append(st.Extra[name], p)
+	p.killAtCleanup(t)
+	p.Start(t)
+	p.WaitReady(t, 90*time.Second)
+	return p
+}
+
+func (p *Proc) killAtCleanup(t testing.TB) {
+	t.Cleanup(func() {
+		p.mu.Lock()
+		if p.cmd != nil {
+			_ = p.cmd.Process.Kill()
+		}
+		p.mu.Unlock()
+		if t.Failed() {
+			t.Logf("--- %s output (last 4 KiB):\n%s", p.Name, p.logs.Tail(4096))
+		}
+	})
 }
 
 // Start starts the process (it must not be running).
