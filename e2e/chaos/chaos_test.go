@@ -12,7 +12,12 @@ import (
 // went out, waits for the load to end and checks the books.
 func scenario(t *testing.T, opts stack.Options, fault func(t *testing.T, st *stack.Stack)) {
 	t.Helper()
-	sc := currentScale()
+	scenarioAt(t, currentScale(), opts, fault)
+}
+
+// scenarioAt is scenario with the load of sc.
+func scenarioAt(t *testing.T, sc scale, opts stack.Options, fault func(t *testing.T, st *stack.Stack)) {
+	t.Helper()
 	st := stack.Start(t, opts)
 	before := stockOf(t, st.DBs["inventory"])
 	waitCatalog(t, st, len(before))

@@ -1,6 +1,11 @@
 package chaos
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,4 +48,83 @@ func TestPostgresRestarted(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestScaleOutMidStream grows a consumer group from one instance to three while the
+// events flow: two more processes of the service (same group and database) join, the
+// partitions are rebalanced (cooperative-sticky) and the books must still balance, each
+// event applied exactly once by whichever instance ended up with it. make test scales
+// inventory; make chaos also discount and order.
+func TestScaleOutMidStream(t *testing.T) {
+	sc := currentScale()
+	services := []string{"inventory", "discount", "order"}
+	if !full() {
+		// A slower load, so that events still flow once the new instances have joined.
+		sc = scale{name: "small-slow", users: 10, rounds: 2, pause: 400 * time.Millisecond}
+		services = services[:1]
+	}
+	for _, name := range services {
+		t.Run(name, func(t *testing.T) {
+			var extra []*stack.Proc
+			scenarioAt(t, sc, stack.Options{}, func(t *testing.T, st *stack.Stack) {
+				start := time.Now()
+				extra = []*stack.Proc{st.StartInstance(t, name), st.StartInstance(t, name)}
+				for _, p := range extra {
+					p.WaitReady(t, 90*time.Second)
+				}
+				group := st.Groups[name]
+				for _, p := range extra {
+					testkit.Eventually(t, 60*time.Second, p.Name+" owns partitions of group "+group, func() bool {
+						return assigned(p.Logs(1<<20), group)
+					})
+				}
+				t.Logf("%s scaled from 1 to 3 instances in %s (each new one owns partitions)", name, time.Since(start).Round(time.Millisecond))
+			})
+			// The books balanced; each new instance must also have done part of the work.
+			for _, p := range extra {
+				n := appliedEvents(t, p)
+				if n == 0 {
+					t.Fatalf("%s applied no event after joining: the scenario did not exercise the new instances", p.Name)
+				}
+				t.Logf("%s applied %d events", p.Name, n)
+			}
+		})
+	}
+}
+
+// assigned reports whether a service's JSON log shows partitions of group assigned to it.
+func assigned(logs, group string) bool {
+	for line := range strings.Lines(logs) {
+		if strings.Contains(line, `"msg":"partitions assigned"`) && strings.Contains(line, `"group":"`+group+`"`) {
+			return true
+		}
+	}
+	return false
+}
+
+// appliedEvents sums eventshop_consumer_events_total{outcome="applied"} on p's /metrics.
+func appliedEvents(t *testing.T, p *stack.Proc) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.HTTPAddr+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s metrics: %v", p.Name, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s metrics: %v", p.Name, err)
+	}
+	var n float64
+	for line := range strings.Lines(string(raw)) {
+		if strings.HasPrefix(line, "eventshop_consumer_events_total{") && strings.Contains(line, `outcome="applied"`) {
+			var v float64
+			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+				n += v
+			}
+		}
+	}
+	return int(n)
 }

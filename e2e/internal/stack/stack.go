@@ -203,6 +203,14 @@ func Start(t testing.TB, opts Options) *Stack {
 // it; it is killed when the test ends.
 func (st *Stack) AddInstance(t testing.TB, name string) *Proc {
 	t.Helper()
+	p := st.StartInstance(t, name)
+	p.WaitReady(t, 90*time.Second)
+	return p
+}
+
+// StartInstance is AddInstance without waiting for readiness, to start several at once.
+func (st *Stack) StartInstance(t testing.TB, name string) *Proc {
+	t.Helper()
 	base, ok := st.Services[name]
 	if !ok {
 		t.Fatalf("stack: no service %q", name)
@@ -214,7 +222,6 @@ func (st *Stack) AddInstance(t testing.TB, name string) *Proc {
 	st.Extra[name] = append(st.Extra[name], p)
 	p.killAtCleanup(t)
 	p.Start(t)
-	p.WaitReady(t, 90*time.Second)
 	return p
 }
 
