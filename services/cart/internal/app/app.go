@@ -47,6 +47,9 @@ type Config struct {
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	PprofAddr       string        `env:"PPROF_ADDR"` // e.g. 127.0.0.1:6061; off when empty
+
+	// Consumer holds KAFKA_SESSION_TIMEOUT and KAFKA_MAX_POLL_INTERVAL (see host.ConsumerTuning).
+	Consumer host.ConsumerTuning
 }
 
 // LoadConfig reads Config from the environment.
@@ -55,7 +58,7 @@ func LoadConfig() (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	return cfg, nil
+	return cfg, cfg.Consumer.Validate()
 }
 
 // AuthConfig is the JWT configuration; in development mode without a secret the
@@ -100,12 +103,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 
 	st := store.New(db)
 	h.Relay(db, producer, outbox.RelayConfig{ListenURL: cfg.DatabaseURL})
-	if err := h.Consume(kafka.ConsumerConfig{Brokers: cfg.KafkaBrokers, GroupID: cfg.CatalogGroup, Topics: []string{cfg.ProductsTopic}},
+	if err := h.Consume(cfg.Consumer.Apply(kafka.ConsumerConfig{Brokers: cfg.KafkaBrokers, GroupID: cfg.CatalogGroup, Topics: []string{cfg.ProductsTopic}}),
 		producer, events.CatalogHandler(st, log)); err != nil {
 		return nil, err
 	}
 	feedback := events.FeedbackTopics{Inventory: cfg.InventoryTopic, Discount: cfg.DiscountTopic}
-	if err := h.Consume(kafka.ConsumerConfig{Brokers: cfg.KafkaBrokers, GroupID: cfg.ConsumerGroup, Topics: []string{cfg.InventoryTopic, cfg.DiscountTopic}},
+	if err := h.Consume(cfg.Consumer.Apply(kafka.ConsumerConfig{Brokers: cfg.KafkaBrokers, GroupID: cfg.ConsumerGroup, Topics: []string{cfg.InventoryTopic, cfg.DiscountTopic}}),
 		producer, events.FeedbackHandler(db, st, cfg.ConsumerGroup, feedback, log)); err != nil {
 		return nil, err
 	}

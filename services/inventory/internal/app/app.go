@@ -47,6 +47,9 @@ type Config struct {
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	PprofAddr       string        `env:"PPROF_ADDR"` // e.g. 127.0.0.1:6061; off when empty
+
+	// Consumer holds KAFKA_SESSION_TIMEOUT and KAFKA_MAX_POLL_INTERVAL (see host.ConsumerTuning).
+	Consumer host.ConsumerTuning
 }
 
 // LoadConfig reads Config from the environment and checks it.
@@ -70,6 +73,7 @@ func (c Config) Validate() error {
 	if c.CartTopic == "" || c.InventoryTopic == "" || c.ProductsTopic == "" || c.ConsumerGroup == "" {
 		errs = append(errs, errors.New("config: topic names and CONSUMER_GROUP must not be empty"))
 	}
+	errs = append(errs, c.Consumer.Validate())
 	return errors.Join(errs...)
 }
 
@@ -138,7 +142,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	}
 
 	h.Relay(db, producer, outbox.RelayConfig{ListenURL: cfg.DatabaseURL})
-	if err := h.Consume(kafka.ConsumerConfig{Brokers: cfg.KafkaBrokers, GroupID: cfg.ConsumerGroup, Topics: []string{cfg.CartTopic}},
+	if err := h.Consume(cfg.Consumer.Apply(kafka.ConsumerConfig{Brokers: cfg.KafkaBrokers, GroupID: cfg.ConsumerGroup, Topics: []string{cfg.CartTopic}}),
 		producer, events.CartHandler(db, cfg.ConsumerGroup, cfg.CartTopic, svc, log)); err != nil {
 		return nil, err
 	}

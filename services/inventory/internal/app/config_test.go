@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/eventshop/eventshop/pkg/host"
+
 	"github.com/eventshop/eventshop/services/inventory/internal/app"
 )
 
@@ -20,7 +22,7 @@ func unsetenv(t *testing.T, names ...string) {
 
 var configEnv = []string{"HTTP_ADDR", "GRPC_ADDR", "DATABASE_URL", "DATABASE_MAX_CONNS", "KAFKA_BROKERS", "CART_EVENTS_TOPIC",
 	"INVENTORY_EVENTS_TOPIC", "PRODUCTS_TOPIC", "CONSUMER_GROUP", "KAFKA_CREATE_TOPICS", "AUTH_JWT_SECRET", "DEV_MODE",
-	"ADMIN_USERS", "RESERVATION_HOLD", "RESERVATION_SWEEP_INTERVAL", "LOG_LEVEL", "SHUTDOWN_TIMEOUT"}
+	"ADMIN_USERS", "RESERVATION_HOLD", "RESERVATION_SWEEP_INTERVAL", "LOG_LEVEL", "SHUTDOWN_TIMEOUT", "KAFKA_SESSION_TIMEOUT", "KAFKA_MAX_POLL_INTERVAL"}
 
 func TestConfigDefaultsWorkOnTheLocalStack(t *testing.T) {
 	unsetenv(t, configEnv...)
@@ -48,5 +50,22 @@ func TestConfigRejectsNonPositiveDurations(t *testing.T) {
 	_, err := app.LoadConfig()
 	if err == nil || !strings.Contains(err.Error(), "RESERVATION_HOLD") || !strings.Contains(err.Error(), "RESERVATION_SWEEP_INTERVAL") {
 		t.Fatalf("LoadConfig = %v, want errors naming RESERVATION_HOLD and RESERVATION_SWEEP_INTERVAL", err)
+	}
+}
+
+func TestConfigConsumerTuning(t *testing.T) {
+	unsetenv(t, configEnv...)
+	t.Setenv("KAFKA_SESSION_TIMEOUT", "6s")
+	t.Setenv("KAFKA_MAX_POLL_INTERVAL", "8s")
+	cfg, err := app.LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (host.ConsumerTuning{SessionTimeout: 6 * time.Second, MaxPollInterval: 8 * time.Second}); cfg.Consumer != want {
+		t.Fatalf("Consumer = %+v, want %+v", cfg.Consumer, want)
+	}
+	t.Setenv("KAFKA_SESSION_TIMEOUT", "10s")
+	if _, err := app.LoadConfig(); err == nil || !strings.Contains(err.Error(), "KAFKA_MAX_POLL_INTERVAL") {
+		t.Fatalf("LoadConfig with a poll interval below the session timeout = %v, want an error naming KAFKA_MAX_POLL_INTERVAL", err)
 	}
 }

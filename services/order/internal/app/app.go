@@ -42,6 +42,9 @@ type Config struct {
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	PprofAddr       string        `env:"PPROF_ADDR"` // e.g. 127.0.0.1:6061; off when empty
+
+	// Consumer holds KAFKA_SESSION_TIMEOUT and KAFKA_MAX_POLL_INTERVAL (see host.ConsumerTuning).
+	Consumer host.ConsumerTuning
 }
 
 // LoadConfig reads Config from the environment.
@@ -50,7 +53,7 @@ func LoadConfig() (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	return cfg, nil
+	return cfg, cfg.Consumer.Validate()
 }
 
 // AuthConfig is the JWT configuration; in development mode without a secret the
@@ -108,7 +111,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	st := store.New(db)
 	h.Relay(db, producer, outbox.RelayConfig{ListenURL: cfg.DatabaseURL})
 	consumer := events.NewConsumer(st, events.Topics{Cart: cfg.CartTopic, Inventory: cfg.InventoryTopic, Discount: cfg.DiscountTopic, Order: cfg.OrderTopic}, log)
-	if err := h.Consume(kafka.ConsumerConfig{Brokers: cfg.KafkaBrokers, GroupID: cfg.ConsumerGroup, Topics: []string{cfg.CartTopic, cfg.InventoryTopic, cfg.DiscountTopic}},
+	if err := h.Consume(cfg.Consumer.Apply(kafka.ConsumerConfig{Brokers: cfg.KafkaBrokers, GroupID: cfg.ConsumerGroup, Topics: []string{cfg.CartTopic, cfg.InventoryTopic, cfg.DiscountTopic}}),
 		producer, consumer.Handler(db, cfg.ConsumerGroup)); err != nil {
 		return nil, err
 	}
