@@ -92,10 +92,11 @@ func TestScaleOutMidStream(t *testing.T) {
 	}
 }
 
-// assigned reports whether a service's JSON log shows partitions of group assigned to it.
+// assigned reports whether a service's JSON log shows partitions of group (a prefix of
+// it; "" for any) assigned to it.
 func assigned(logs, group string) bool {
 	for line := range strings.Lines(logs) {
-		if strings.Contains(line, `"msg":"partitions assigned"`) && strings.Contains(line, `"group":"`+group+`"`) {
+		if strings.Contains(line, `"msg":"partitions assigned"`) && strings.Contains(line, `"group":"`+group) {
 			return true
 		}
 	}
@@ -104,6 +105,12 @@ func assigned(logs, group string) bool {
 
 // appliedEvents sums eventshop_consumer_events_total{outcome="applied"} on p's /metrics.
 func appliedEvents(t *testing.T, p *stack.Proc) int {
+	t.Helper()
+	return outcomeCount(t, p, "applied")
+}
+
+// outcomeCount sums eventshop_consumer_events_total{outcome=...} on p's /metrics.
+func outcomeCount(t *testing.T, p *stack.Proc, outcome string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -119,7 +126,7 @@ func appliedEvents(t *testing.T, p *stack.Proc) int {
 	}
 	var n float64
 	for line := range strings.Lines(string(raw)) {
-		if strings.HasPrefix(line, "eventshop_consumer_events_total{") && strings.Contains(line, `outcome="applied"`) {
+		if strings.HasPrefix(line, "eventshop_consumer_events_total{") && strings.Contains(line, `outcome="`+outcome+`"`) {
 			var v float64
 			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
 				n += v
@@ -127,4 +134,70 @@ func appliedEvents(t *testing.T, p *stack.Proc) int {
 		}
 	}
 	return int(n)
+}
+
+// TestSlowConsumerEvicted makes one consumer's handler take longer than its
+// max.poll.interval.ms, once, without any test hook in the service: the test locks the
+// service's processed_events table (ACCESS EXCLUSIVE, in an open transaction), so the
+// handler's first statement waits. The services run with KAFKA_SESSION_TIMEOUT=6s and
+// KAFKA_MAX_POLL_INTERVAL=8s; the lock is held for 20s, so librdkafka removes the member
+// from the group while the handler waits, and the handler's first attempt also hits the
+// 15s statement_timeout and is retried in place. After the release the member must notice
+// it lost its partitions, rejoin, get the in-flight event again and recognise it as a
+// duplicate: the books must balance with every event applied exactly once.
+//
+// It runs in make chaos only (about 40s each): make test covers the runner's side of it in
+// pkg/kafka (TestRunnerSlowerThanMaxPollInterval).
+func TestSlowConsumerEvicted(t *testing.T) {
+	if !full() {
+		t.Skip("runs in make chaos (EVENTSHOP_CHAOS=full)")
+	}
+	victims := []string{"inventory", "order"}
+	const hold = 20 * time.Second
+	opts := stack.Options{Env: []string{"KAFKA_SESSION_TIMEOUT=6s", "KAFKA_MAX_POLL_INTERVAL=8s"}}
+	for _, name := range victims {
+		t.Run(name, func(t *testing.T) {
+			var victim *stack.Proc
+			scenario(t, opts, func(t *testing.T, st *stack.Stack) {
+				victim = st.Services[name]
+				ctx := testkit.Context(t, time.Minute)
+				tx, err := st.DBs[name].BeginTxx(ctx, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = tx.Rollback() }()
+				if _, err := tx.ExecContext(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tx.ExecContext(ctx, `LOCK TABLE processed_events IN ACCESS EXCLUSIVE MODE`); err != nil {
+					t.Fatal(err)
+				}
+				locked := time.Now()
+				t.Logf("%s: processed_events locked; its handler blocks", name)
+				testkit.Eventually(t, 45*time.Second, name+" evicted for exceeding max.poll.interval.ms", func() bool {
+					return strings.Contains(victim.Logs(1<<20), "Application maximum poll interval")
+				})
+				t.Logf("%s: evicted from its group %s after the lock", name, time.Since(locked).Round(time.Millisecond))
+				time.Sleep(hold - time.Since(locked))
+				if err := tx.Rollback(); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%s: lock released after %s", name, time.Since(locked).Round(time.Millisecond))
+			})
+			logs := victim.Logs(1 << 22)
+			lost := strings.LastIndex(logs, `"msg":"partitions lost`)
+			if lost < 0 {
+				t.Fatalf("%s never reported its partitions lost", name)
+			}
+			if !assigned(logs[lost:], "") {
+				t.Fatalf("%s did not get partitions again after losing them", name)
+			}
+			if n := outcomeCount(t, victim, "duplicate"); n == 0 {
+				t.Fatalf("%s recognised no duplicate: the in-flight event was not delivered again after the eviction", name)
+			} else {
+				t.Logf("%s: rejoined; %d redelivered events recognised as duplicates; statement timeouts retried in place: %d",
+					name, n, strings.Count(logs, "statement timeout"))
+			}
+		})
+	}
 }
