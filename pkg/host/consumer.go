@@ -21,7 +21,13 @@ type ConsumerTuning struct {
 	// message is then delivered again; processed_events makes that harmless). Must not be
 	// below the session timeout.
 	MaxPollInterval time.Duration `env:"KAFKA_MAX_POLL_INTERVAL"`
+	// BatchSize (KAFKA_BATCH_SIZE): at most this many already-fetched events are applied
+	// in one database transaction (default DefaultBatchSize; 1 applies each alone).
+	BatchSize int `env:"KAFKA_BATCH_SIZE"`
 }
+
+// DefaultBatchSize is how many fetched events Consume applies in one transaction at most.
+const DefaultBatchSize = 100
 
 // Validate checks what librdkafka would otherwise refuse only when the consumer starts.
 func (c ConsumerTuning) Validate() error {
@@ -31,6 +37,9 @@ func (c ConsumerTuning) Validate() error {
 	}
 	if c.MaxPollInterval < 0 {
 		errs = append(errs, fmt.Errorf("config: KAFKA_MAX_POLL_INTERVAL must not be negative, got %s", c.MaxPollInterval))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("config: KAFKA_BATCH_SIZE must not be negative, got %d", c.BatchSize))
 	}
 	if c.SessionTimeout > 0 && c.MaxPollInterval > 0 && c.MaxPollInterval < c.SessionTimeout {
 		errs = append(errs, fmt.Errorf("config: KAFKA_MAX_POLL_INTERVAL (%s) must not be below KAFKA_SESSION_TIMEOUT (%s)", c.MaxPollInterval, c.SessionTimeout))
@@ -45,6 +54,9 @@ func (c ConsumerTuning) Apply(cfg kafka.ConsumerConfig) kafka.ConsumerConfig {
 	}
 	if c.MaxPollInterval > 0 {
 		cfg.MaxPollInterval = c.MaxPollInterval
+	}
+	if c.BatchSize > 0 {
+		cfg.BatchSize = c.BatchSize
 	}
 	return cfg
 }

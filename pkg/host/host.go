@@ -62,6 +62,7 @@ type Host struct {
 	workers  []func(context.Context) error // stopped first (consumers)
 	drainers []func(context.Context) error // stopped after workers (outbox relay)
 	closers  []func(context.Context)       // run last, in reverse order
+	db       *sqlx.DB                      // the service's database, once opened
 }
 
 // publicMethods need no token: health checks and reflection.
@@ -167,6 +168,7 @@ func (h *Host) Postgres(ctx context.Context, cfg postgres.Config, sets ...postgr
 	}
 	h.health.AddCheck("postgres", db.PingContext)
 	h.metrics.DBStats(db.Stats)
+	h.db = db
 	return db, nil
 }
 
@@ -210,6 +212,12 @@ func (h *Host) Relay(db *sqlx.DB, p *kafka.Producer, cfg outbox.RelayConfig) {
 func (h *Host) Consume(cfg kafka.ConsumerConfig, p *kafka.Producer, handler kafka.Handler) error {
 	if cfg.Observer == nil {
 		cfg.Observer = h.metrics
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.Batch == nil && h.db != nil {
+		cfg.Batch = idempotency.Batch(h.db) // handlers built with idempotency.Handler on the service's database
 	}
 	group := cfg.GroupID
 	counted := func(ctx context.Context, m kafka.Message) error {

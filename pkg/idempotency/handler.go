@@ -73,7 +73,7 @@ func Handler[E envelope.Envelope](db *sqlx.DB, cfg HandlerConfig, newEnv func(to
 			ctx = envelope.Context(ctx, m) // no consumer span (tracing.Consume) yet: join the producer's trace
 		}
 		outcome := Applied
-		err := postgres.InTx(ctx, db, postgres.TxOptions{}, func(tx *sqlx.Tx) error {
+		err := inTx(ctx, db, func(tx *sqlx.Tx) error {
 			outcome = Applied
 			first, err := Record(ctx, tx, cfg.Consumer, env.GetEventId())
 			if err != nil {
@@ -105,9 +105,63 @@ func Handler[E envelope.Envelope](db *sqlx.DB, cfg HandlerConfig, newEnv func(to
 			log.Info("event skipped", "outcome", string(outcome), "topic", m.Topic, "event_id", env.GetEventId(),
 				"aggregate_id", env.GetAggregateId(), "version", env.GetAggregateVersion())
 		}
+		if b := batchOf(ctx, db); b != nil {
+			b.after = append(b.after, func() { report(ctx, m.Topic, outcome) }) // once it commits
+			return nil
+		}
 		report(ctx, m.Topic, outcome)
 		return nil
 	}
+}
+
+// Batch returns a kafka.ConsumerConfig.Batch for Handlers on db: the handler calls of a
+// batch share one transaction, so that n events cost one commit instead of n. Each event
+// is still recorded, version-checked and applied exactly as alone; if any of them fails,
+// the transaction rolls back and the runner handles them one at a time.
+func Batch(db *sqlx.DB) func(ctx context.Context, each func(ctx context.Context) error) error {
+	return func(ctx context.Context, each func(ctx context.Context) error) error {
+		var after []func()
+		err := postgres.InTx(ctx, db, postgres.TxOptions{}, func(tx *sqlx.Tx) error {
+			b := &batch{db: db, tx: tx}
+			if err := each(context.WithValue(ctx, batchKey{}, b)); err != nil {
+				return err
+			}
+			after = b.after
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, fn := range after {
+			fn()
+		}
+		return nil
+	}
+}
+
+// batch is the transaction a Batch call shares with the Handlers it runs.
+type batch struct {
+	db    *sqlx.DB
+	tx    *sqlx.Tx
+	after []func() // run after the commit
+}
+
+type batchKey struct{}
+
+// batchOf returns the batch ctx runs in, if it is one on db.
+func batchOf(ctx context.Context, db *sqlx.DB) *batch {
+	if b, ok := ctx.Value(batchKey{}).(*batch); ok && b.db == db {
+		return b
+	}
+	return nil
+}
+
+// inTx runs fn in the batch's transaction, or else in a transaction of its own.
+func inTx(ctx context.Context, db *sqlx.DB, fn func(tx *sqlx.Tx) error) error {
+	if b := batchOf(ctx, db); b != nil {
+		return fn(b.tx)
+	}
+	return postgres.InTx(ctx, db, postgres.TxOptions{}, fn)
 }
 
 type outcomeKey struct{}

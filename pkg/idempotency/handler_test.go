@@ -2,6 +2,8 @@ package idempotency_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/jmoiron/sqlx"
@@ -96,5 +98,67 @@ func TestHandlerDeadLettersDataExceptions(t *testing.T) {
 	var n int
 	if err := db.Get(&n, `SELECT count(*) FROM processed_events WHERE event_id = 'e-data'`); err != nil || n != 0 {
 		t.Fatalf("processed_events holds the failed event %d times (%v), want 0: the transaction must roll back", n, err)
+	}
+}
+
+// TestBatchSharesOneTransaction runs Handler calls inside Batch: a batch with duplicates
+// and a stale event applies each event once and reports outcomes only after the commit;
+// a batch with one failing event changes nothing, so that the runner can redo its events
+// one at a time.
+func TestBatchSharesOneTransaction(t *testing.T) {
+	db := setup(t)
+	ctx := context.Background()
+	outcomes := map[idempotency.Outcome]int{}
+	failOn := ""
+	h := idempotency.Handler(db, idempotency.HandlerConfig{Consumer: "inventory", OnOutcome: func(_ string, o idempotency.Outcome) { outcomes[o]++ }},
+		func(string) (*cartpb.CartEvent, bool) { return &cartpb.CartEvent{}, true },
+		func(ctx context.Context, tx *sqlx.Tx, e *cartpb.CartEvent, _ kafka.Message) error {
+			if e.GetEventId() == failOn {
+				return errors.New("effect failed")
+			}
+			return increment(ctx)(tx)
+		})
+	batch := idempotency.Batch(db)
+	run := func(ms ...kafka.Message) error {
+		return batch(ctx, func(ctx context.Context) error {
+			for _, m := range ms {
+				if err := h(ctx, m); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+
+	if err := run(cartMsg(t, "b1", 1), cartMsg(t, "b2", 2), cartMsg(t, "b2", 2), cartMsg(t, "b0", 1), cartMsg(t, "b3", 3)); err != nil {
+		t.Fatal(err)
+	}
+	if n := counter(t, db); n != 3 {
+		t.Fatalf("counter %d after the first batch, want 3 (b1, b2, b3)", n)
+	}
+	want := map[idempotency.Outcome]int{idempotency.Applied: 3, idempotency.Duplicate: 1, idempotency.Stale: 1}
+	if fmt.Sprint(outcomes) != fmt.Sprint(want) {
+		t.Fatalf("outcomes %v, want %v", outcomes, want)
+	}
+
+	clear(outcomes)
+	failOn = "b6"
+	if err := run(cartMsg(t, "b4", 4), cartMsg(t, "b5", 5), cartMsg(t, "b6", 6)); err == nil {
+		t.Fatal("a batch with a failing effect succeeded")
+	}
+	if n := counter(t, db); n != 3 {
+		t.Fatalf("counter %d after the failed batch, want 3: a failed batch must change nothing", n)
+	}
+	if len(outcomes) != 0 {
+		t.Fatalf("outcomes %v reported for a rolled-back batch", outcomes)
+	}
+	// The runner's fallback: each alone. b4 and b5 apply; b6 fails alone.
+	for _, m := range []kafka.Message{cartMsg(t, "b4", 4), cartMsg(t, "b5", 5)} {
+		if err := h(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := counter(t, db); n != 5 {
+		t.Fatalf("counter %d, want 5", n)
 	}
 }

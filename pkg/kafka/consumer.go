@@ -69,6 +69,17 @@ type ConsumerConfig struct {
 	MaxPollInterval time.Duration
 	// ShutdownTimeout bounds the in-flight handler after shutdown begins (default 30s).
 	ShutdownTimeout time.Duration
+	// BatchSize bounds how many messages, already fetched when the first arrives, the
+	// runner hands to Batch together (default 1: one message at a time).
+	BatchSize int
+	// Batch, when set and BatchSize > 1, runs the handler over several messages as one
+	// unit, typically one database transaction (see idempotency.Batch): it calls each
+	// once and returns its error, or the error of committing the unit. When it fails, the
+	// unit must have changed nothing: the runner then handles those messages one at a
+	// time, so that a poison message is dead-lettered alone and the others apply. A handler
+	// that writes outside the unit sees those messages again, as it may anyway under
+	// at-least-once delivery.
+	Batch func(ctx context.Context, each func(ctx context.Context) error) error
 	// Extra holds further librdkafka properties; they override the above.
 	Extra map[string]any
 	// Observer, if set, receives handler timings, retries, dead letters and, from
@@ -77,9 +88,10 @@ type ConsumerConfig struct {
 }
 
 // Runner consumes Topics in GroupID and calls the handler for each message, one at a
-// time per runner, in partition order. Offsets are stored only after the handler returned
-// nil (or the message reached the DLQ), and committed by librdkafka's auto-commit, on
-// every partition revocation and at shutdown. Delivery is therefore at least once; the
+// time per runner, in partition order; with ConsumerConfig.Batch, the messages already
+// fetched (up to BatchSize) go through the handler inside one Batch call. Offsets are
+// stored only after the handler returned nil (or the message reached the DLQ), and
+// committed by librdkafka's auto-commit, on every partition revocation and at shutdown. Delivery is therefore at least once; the
 // handler makes the effect exactly once with the idempotency package.
 type Runner struct {
 	cfg     ConsumerConfig
@@ -118,6 +130,9 @@ func NewRunner(cfg ConsumerConfig, dlq *Producer, h Handler, log *slog.Logger) (
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.BatchSize <= 0 || cfg.Batch == nil {
+		cfg.BatchSize = 1
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -169,6 +184,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		"max.poll.interval.ms":          int(r.cfg.MaxPollInterval.Milliseconds()),
 		"enable.partition.eof":          false,
 		"go.logs.channel.enable":        false,
+		// librdkafka pre-fetches up to 64 MB per consumer by default; a handler that
+		// writes to PostgreSQL cannot use more than a few thousand events ahead.
+		"queued.max.messages.kbytes": 8192,
 	}
 	if r.cfg.Observer != nil {
 		cm["statistics.interval.ms"] = int(DefaultStatsInterval.Milliseconds())
@@ -199,38 +217,105 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 func (r *Runner) loop(ctx context.Context, c *ckafka.Consumer) error {
+	batch := make([]*ckafka.Message, 0, r.cfg.BatchSize)
 	for ctx.Err() == nil {
-		switch e := c.Poll(100).(type) {
-		case *ckafka.Message:
-			if e.TopicPartition.Error != nil {
-				r.log.Warn("consumer message error", "err", e.TopicPartition.Error)
-				continue
+		m, err := r.event(c.Poll(100))
+		if err != nil {
+			return err
+		}
+		if m == nil {
+			continue
+		}
+		// Take what has already been fetched, without waiting for more.
+		batch = append(batch[:0], m)
+		for len(batch) < r.cfg.BatchSize {
+			ev := c.Poll(0)
+			if ev == nil {
+				break
 			}
-			if !r.process(ctx, fromCkafka(e)) {
-				return nil // shutting down mid-retry: the message stays unstored
-			}
-			if _, err := c.StoreMessage(e); err != nil {
-				// The partition may have been revoked meanwhile; the new owner redoes it.
-				r.log.Warn("store offset failed", "err", err, "topic", topicOf(e), "partition", e.TopicPartition.Partition)
-			}
-		case ckafka.Error:
-			if e.IsFatal() {
-				return fmt.Errorf("kafka: fatal consumer error: %w", e)
-			}
-			r.log.Warn("consumer error", "err", e, "code", e.Code().String())
-		case *ckafka.Stats:
-			if r.cfg.Observer == nil {
-				continue
-			}
-			lags, err := statsLags(e.String())
+			m, err := r.event(ev)
 			if err != nil {
-				r.log.Warn("unreadable consumer statistics", "err", err)
-				continue
+				return err // nothing of the batch is stored: it is delivered again
 			}
-			r.cfg.Observer.Lags(r.cfg.GroupID, lags)
+			if m != nil {
+				batch = append(batch, m)
+			}
+		}
+		if !r.processBatch(ctx, c, batch) {
+			return nil // shutting down mid-retry: the unfinished messages stay unstored
 		}
 	}
 	return nil
+}
+
+// event deals with one polled event and returns it if it is a message to handle.
+func (r *Runner) event(ev ckafka.Event) (*ckafka.Message, error) {
+	switch e := ev.(type) {
+	case *ckafka.Message:
+		if e.TopicPartition.Error != nil {
+			r.log.Warn("consumer message error", "err", e.TopicPartition.Error)
+			return nil, nil
+		}
+		return e, nil
+	case ckafka.Error:
+		if e.IsFatal() {
+			return nil, fmt.Errorf("kafka: fatal consumer error: %w", e)
+		}
+		r.log.Warn("consumer error", "err", e, "code", e.Code().String())
+	case *ckafka.Stats:
+		if r.cfg.Observer == nil {
+			return nil, nil
+		}
+		lags, err := statsLags(e.String())
+		if err != nil {
+			r.log.Warn("unreadable consumer statistics", "err", err)
+			return nil, nil
+		}
+		r.cfg.Observer.Lags(r.cfg.GroupID, lags)
+	}
+	return nil, nil
+}
+
+// processBatch handles ms, as one Batch call when there are several, else (or when that
+// call fails) one message at a time, and stores the offset of every message done. It
+// returns false when ctx ended before every message was done.
+func (r *Runner) processBatch(ctx context.Context, c *ckafka.Consumer, ms []*ckafka.Message) bool {
+	msgs := make([]Message, len(ms))
+	for i, e := range ms {
+		msgs[i] = fromCkafka(e)
+	}
+	if len(ms) > 1 {
+		start := time.Now()
+		err := r.callBatch(ctx, msgs)
+		if err == nil {
+			if r.cfg.Observer != nil {
+				per := time.Since(start) / time.Duration(len(ms))
+				for _, m := range msgs {
+					r.cfg.Observer.Handled(r.cfg.GroupID, m.Topic, per, nil)
+				}
+			}
+			r.store(c, ms...)
+			return true
+		}
+		r.log.Info("batch failed, handling its messages one at a time", "messages", len(ms), "err", err)
+	}
+	for i, m := range msgs {
+		if !r.process(ctx, m) {
+			return false
+		}
+		r.store(c, ms[i])
+	}
+	return true
+}
+
+// store stores the offsets of finished messages for the next commit.
+func (r *Runner) store(c *ckafka.Consumer, ms ...*ckafka.Message) {
+	for _, e := range ms {
+		if _, err := c.StoreMessage(e); err != nil {
+			// The partition may have been revoked meanwhile; the new owner redoes it.
+			r.log.Warn("store offset failed", "err", err, "topic", topicOf(e), "partition", e.TopicPartition.Partition)
+		}
+	}
 }
 
 // process runs the handler until the message is done (handled or dead-lettered). It
@@ -274,19 +359,45 @@ func (r *Runner) process(ctx context.Context, m Message) bool {
 // call runs the handler with a context that survives shutdown for ShutdownTimeout, so
 // that the in-flight message finishes; a panic makes the message permanent (poison).
 func (r *Runner) call(ctx context.Context, m Message) (err error) {
-	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(r.cfg.ShutdownTimeout, cancel)
-		context.AfterFunc(hctx, func() { t.Stop() })
-	})
-	defer stop()
+	hctx, done := r.handlerContext(ctx)
+	defer done()
 	defer func() {
 		if p := recover(); p != nil {
 			err = Permanent(fmt.Errorf("handler panic: %v\n%s", p, debug.Stack()))
 		}
 	}()
 	return r.handler(hctx, m)
+}
+
+// handlerContext returns the context handlers run in: it ends ShutdownTimeout after ctx
+// does, so that work in flight at shutdown can finish. done releases it.
+func (r *Runner) handlerContext(ctx context.Context) (hctx context.Context, done func()) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(r.cfg.ShutdownTimeout, cancel)
+		context.AfterFunc(hctx, func() { t.Stop() })
+	})
+	return hctx, func() { stop(); cancel() }
+}
+
+// callBatch runs the handler over ms inside one Batch call, with call's shutdown grace
+// and panic safety.
+func (r *Runner) callBatch(ctx context.Context, ms []Message) (err error) {
+	hctx, done := r.handlerContext(ctx)
+	defer done()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panic in batch: %v", p)
+		}
+	}()
+	return r.cfg.Batch(hctx, func(ctx context.Context) error {
+		for _, m := range ms {
+			if err := r.handler(ctx, m); err != nil {
+				return fmt.Errorf("%s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
+			}
+		}
+		return nil
+	})
 }
 
 func (r *Runner) deadLetter(ctx context.Context, m Message, cause error) error {

@@ -39,6 +39,7 @@ func runContract(t *testing.T, brokers string, manyMessages int) {
 	})
 	t.Run("ProducerCloseAfterBurstLeavesNoneUndelivered", func(t *testing.T) { testCloseAfterBurst(t, brokers) })
 	t.Run("RunnerPoisonToDLQPartitionMovesOn", func(t *testing.T) { testPoison(t, brokers) })
+	t.Run("RunnerBatchAppliesTogetherAndIsolatesPoison", func(t *testing.T) { testBatch(t, brokers) })
 	t.Run("RunnerTransientErrorRetriedWithoutSkipping", func(t *testing.T) { testTransient(t, brokers) })
 	t.Run("RunnerTwoMembersSplitPartitions", func(t *testing.T) { testTwoMembers(t, brokers) })
 	t.Run("RunnerTwoGroupsEachProcessAll", func(t *testing.T) { testTwoGroups(t, brokers) })
@@ -560,5 +561,105 @@ func TestProducerUnreachableBrokerFailsWithinTimeout(t *testing.T) {
 	}
 	if elapsed > timeout+3*time.Second {
 		t.Fatalf("NewProducer took %s to fail; its timeout is %s", elapsed, timeout)
+	}
+}
+
+// txLog imitates a database for testBatch: a batch stages its writes and commits them
+// only when every message of it succeeded.
+type txLog struct {
+	mu      sync.Mutex
+	applied []string // committed values, in order
+	sizes   []int    // committed batch sizes (1 for a message handled alone)
+}
+
+type stagedKey struct{}
+
+func (l *txLog) batch(ctx context.Context, each func(ctx context.Context) error) error {
+	var staged []string
+	if err := each(context.WithValue(ctx, stagedKey{}, &staged)); err != nil {
+		return err // "rolled back": nothing of the batch is kept
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.applied = append(l.applied, staged...)
+	l.sizes = append(l.sizes, len(staged))
+	return nil
+}
+
+func testBatch(t *testing.T, brokers string) {
+	topic := testkit.Topic(t, brokers, 1)
+	group := testkit.Name("batch")
+	p := newProducer(t, brokers)
+	ctx := testkit.Context(t, time.Minute)
+	const total, poison = 300, 137
+	var wg sync.WaitGroup
+	for i := range total {
+		v := fmt.Sprintf("m/%d", i)
+		if i == poison {
+			v = "poison"
+		}
+		wg.Add(1)
+		if err := p.PublishAsync(ctx, kafka.Message{Topic: topic, Key: []byte("k"), Value: []byte(v)}, func(err error) {
+			if err != nil {
+				t.Errorf("publish: %v", err)
+			}
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	db := &txLog{}
+	cfg := consumerConfig(brokers, group, topic)
+	cfg.BatchSize, cfg.Batch = 50, db.batch
+	h := func(ctx context.Context, m kafka.Message) error {
+		if string(m.Value) == "poison" {
+			return kafka.Permanent(errors.New("cannot decode payload"))
+		}
+		if staged, ok := ctx.Value(stagedKey{}).(*[]string); ok {
+			*staged = append(*staged, string(m.Value))
+			return nil
+		}
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		db.applied = append(db.applied, string(m.Value))
+		db.sizes = append(db.sizes, 1)
+		return nil
+	}
+	_, stop := startRunner(t, cfg, p, h)
+	testkit.Eventually(t, 30*time.Second, "every message but the poison applied", func() bool {
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		return len(db.applied) >= total-1
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	var want []string
+	for i := range total {
+		if i != poison {
+			want = append(want, fmt.Sprintf("m/%d", i))
+		}
+	}
+	if got := strings.Join(db.applied, ","); got != strings.Join(want, ",") {
+		t.Fatalf("applied %d messages, want each of %d once in order:\n got %.300s", len(db.applied), len(want), got)
+	}
+	largest := 0
+	for _, n := range db.sizes {
+		largest = max(largest, n)
+	}
+	if largest < 2 || largest > 50 {
+		t.Fatalf("largest batch %d, want 2..50 (batch sizes %v)", largest, db.sizes)
+	}
+	t.Logf("%d messages in %d commits, largest batch %d", len(db.applied), len(db.sizes), largest)
+
+	// The offsets of the whole run, the poison's included, were committed.
+	again := newCollector()
+	startRunner(t, cfg, p, again.handler("again"))
+	time.Sleep(3 * time.Second)
+	if n := again.distinct(); n != 0 {
+		t.Fatalf("a restarted member of the group handled %d messages again, want 0", n)
 	}
 }

@@ -116,6 +116,11 @@ func NewProducer(ctx context.Context, cfg ProducerConfig, log *slog.Logger) (*Pr
 		"go.delivery.reports":                true,
 		"go.logs.channel.enable":             false,
 		"partitioner":                        "murmur2_random", // same key -> same partition as the Java client
+		// confluent-kafka-go allocates both Go channels up front with room for a million
+		// entries (24 MB of heap). drain empties the events channel as fast as librdkafka
+		// fills it, and Produce never uses the produce channel.
+		"go.events.channel.size":  10000,
+		"go.produce.channel.size": 1,
 	}
 	for k, v := range cfg.Extra {
 		cm[k] = v
