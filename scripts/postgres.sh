@@ -107,6 +107,8 @@ fsync = off
 full_page_writes = off
 synchronous_commit = on
 log_min_messages = warning
+# Per-statement counters for profiling (CREATE EXTENSION pg_stat_statements in a database).
+shared_preload_libraries = 'pg_stat_statements'
 log_line_prefix = '%m [%p] %q%u@%d '
 log_timezone = 'UTC'
 timezone = 'UTC'

@@ -73,7 +73,7 @@ func Enqueue(ctx context.Context, tx *sqlx.Tx, msgs ...kafka.Message) (err error
 		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO outbox (event_id, topic, msg_key, payload, headers) VALUES ($1, $2, $3, $4, $5)`,
-			id, m.Topic, key, m.Value, hj); err != nil {
+			id, m.Topic, key, m.Value, string(hj)); err != nil {
 			return fmt.Errorf("outbox: enqueue %s: %w", id, err)
 		}
 	}

@@ -135,7 +135,7 @@ func cartSections(ctx context.Context, o options, withCart, withMemory bool) ([]
 		secs = append(secs, loadSection(o, runs, httpMax, cpu), e2eSection(o, *e2e))
 	}
 	if withMemory {
-		secs = append(secs, memorySection(o, idle, before, heap, &peak, cpu, withCart))
+		secs = append(secs, memorySection(o, idle, before, heap, &peak, cpu, httpMax, withCart))
 	}
 	return secs, nil
 }
@@ -272,7 +272,7 @@ func e2eSection(o options, r e2elat.Result) report.Section {
 	return sec
 }
 
-func memorySection(o options, idle, before, heap map[string]float64, peak *proc.Peak, cpu map[string]float64, afterOpenLoop bool) report.Section {
+func memorySection(o options, idle, before, heap map[string]float64, peak *proc.Peak, cpu map[string]float64, run load.Stats, afterOpenLoop bool) report.Section {
 	sec := report.Section{
 		Title:   fmt.Sprintf("Resident memory (VmRSS) of each service: idle, and peak during the HTTP max-throughput run (%d workers)", o.workers),
 		Columns: []string{"idle_mb", "before_max_mb", "load_mb", "go_heap_inuse_mb", "cpu_pct_under_load"},
@@ -286,7 +286,8 @@ func memorySection(o options, idle, before, heap map[string]float64, peak *proc.
 		sec.Rows = append(sec.Rows, report.Row{Name: s, Metrics: map[string]float64{"idle_mb": idle[s], "before_max_mb": before[s], "load_mb": mb, "go_heap_inuse_mb": heap[s], "cpu_pct_under_load": cpu[s]}})
 	}
 	sec.Targets = append(sec.Targets, target(fmt.Sprintf("each service <= 60 MB resident under load: largest %s %.1f MB", worstName, worst), worst > 0 && worst <= 60))
-	sec.Notes = append(sec.Notes, "RSS read from /proc/<pid>/status every 250 ms; pids from "+o.pidDir+"; idle_mb before any load, before_max_mb just before the max-throughput run; cpu_pct is the share of one core over the run")
+	sec.Notes = append(sec.Notes, "RSS read from /proc/<pid>/status every 250 ms; pids from "+o.pidDir+"; idle_mb before any load, before_max_mb just before the max-throughput run; cpu_pct is the share of one core over the run",
+		fmt.Sprintf("the load: %d AddItems in %s, %.0f req/s, p99 %.1f ms, %d errors; %s", run.Requests, run.Elapsed.Round(time.Millisecond), run.PerSec, run.P99, run.Errors, cpuNote(cpu)))
 	if worst > 60 {
 		sec.Notes = append(sec.Notes, "likely cause of the missed target: go_heap_inuse_mb (go_memstats_heap_inuse_bytes from each service's /metrics, read right after the run) shows how much of the RSS is Go heap; "+
 			"the rest is the Go runtime's retained heap (returned to the OS lazily), goroutine stacks and librdkafka's C buffers (consumer pre-fetch queues, queued.max.messages.kbytes, and the producer queue), which no Go profile sees; "+

@@ -236,7 +236,7 @@ func (s *PG) SaveDiscount(ctx context.Context, tx *sqlx.Tx, d CartDiscount) erro
 		ON CONFLICT (cart_id) DO UPDATE SET subtotal_cents = EXCLUDED.subtotal_cents, discount_cents = EXCLUDED.discount_cents,
 		    applied = EXCLUDED.applied, coupon_code = EXCLUDED.coupon_code, final = EXCLUDED.final,
 		    checkout_id = EXCLUDED.checkout_id, version = EXCLUDED.version, calculated_at = now()`,
-		d.CartID, d.Result.SubtotalCents, d.Result.DiscountCents, applied, d.CouponCode, d.Final, d.CheckoutID, d.Version); err != nil {
+		d.CartID, d.Result.SubtotalCents, d.Result.DiscountCents, string(applied), d.CouponCode, d.Final, d.CheckoutID, d.Version); err != nil {
 		return fmt.Errorf("save discount %s: %w", d.CartID, err)
 	}
 	return nil
