@@ -31,8 +31,11 @@ type Config struct {
 	// PingTimeout bounds the start-up check that the server answers (default 5s).
 	PingTimeout time.Duration
 	// StatementTimeout is set as the server-side statement_timeout of every connection
-	// (default 15s; negative disables it).
+	// (default 15s; negative disables it). A statement_timeout parameter in URL wins.
 	StatementTimeout time.Duration
+	// ApplicationName is the application_name of every connection, which names the pool
+	// in pg_stat_activity (default none). An application_name parameter in URL wins.
+	ApplicationName string
 }
 
 func (c Config) withDefaults() Config {
@@ -61,7 +64,7 @@ func (c Config) withDefaults() Config {
 // The caller closes the returned pool.
 func Open(ctx context.Context, cfg Config) (*sqlx.DB, error) {
 	cfg = cfg.withDefaults()
-	dsn, err := withStatementTimeout(cfg.URL, cfg.StatementTimeout)
+	dsn, err := withParams(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -83,8 +86,10 @@ func Open(ctx context.Context, cfg Config) (*sqlx.DB, error) {
 	return db, nil
 }
 
-// withStatementTimeout adds statement_timeout as a run-time parameter of every connection.
-func withStatementTimeout(raw string, d time.Duration) (string, error) {
+// withParams adds statement_timeout and application_name as run-time parameters of every
+// connection, and lib/pq's binary_parameters.
+func withParams(cfg Config) (string, error) {
+	raw := cfg.URL
 	if raw == "" {
 		return "", errors.New("postgres: empty connection URL")
 	}
@@ -92,12 +97,18 @@ func withStatementTimeout(raw string, d time.Duration) (string, error) {
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return "", fmt.Errorf("postgres: connection URL must look like postgres://user@host:port/db?sslmode=disable, got %q", Redact(raw))
 	}
-	if d < 0 {
-		return raw, nil
-	}
 	q := u.Query()
-	if q.Get("statement_timeout") == "" {
-		q.Set("statement_timeout", fmt.Sprint(d.Milliseconds()))
+	if q.Get("statement_timeout") == "" && cfg.StatementTimeout > 0 {
+		q.Set("statement_timeout", fmt.Sprint(cfg.StatementTimeout.Milliseconds()))
+	}
+	// One round trip per parameterized statement instead of two: lib/pq otherwise prepares
+	// each one (Parse, Describe, Sync) before it binds and executes it. []byte arguments
+	// then travel in binary format, so JSON for a jsonb column must be passed as a string.
+	if q.Get("binary_parameters") == "" {
+		q.Set("binary_parameters", "yes")
+	}
+	if q.Get("application_name") == "" && cfg.ApplicationName != "" {
+		q.Set("application_name", cfg.ApplicationName)
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
@@ -210,6 +221,14 @@ func IsRetryable(err error) bool {
 func IsUniqueViolation(err error) bool {
 	var pqErr *pq.Error
 	return errors.As(err, &pqErr) && pqErr.Code == "23505"
+}
+
+// IsTimeout reports whether err is a statement the server canceled: one that ran past
+// statement_timeout or was canceled on request (SQLSTATE 57014, query_canceled), or a
+// lock wait past lock_timeout (55P03). Running it again later may succeed.
+func IsTimeout(err error) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && (pqErr.Code == "57014" || pqErr.Code == "55P03")
 }
 
 // IsDataException reports whether err is a data exception (SQLSTATE class 22: invalid

@@ -188,3 +188,61 @@ func TestOpenFailsClearlyWithinPingTimeout(t *testing.T) {
 		t.Fatal("Open accepted a non-postgres URL")
 	}
 }
+
+// TestOpenSetsStatementTimeoutAndApplicationName checks the per-connection limits Open
+// promises: the default statement_timeout, a configured one that cancels a statement
+// running past it (IsTimeout), one given in the URL winning, and application_name.
+func TestOpenSetsStatementTimeoutAndApplicationName(t *testing.T) {
+	_, dbURL := testkit.Database(t)
+	ctx := testkit.Context(t, 30*time.Second)
+	show := func(db *sqlx.DB, setting string) string {
+		t.Helper()
+		var v string
+		if err := db.GetContext(ctx, &v, `SELECT current_setting($1)`, setting); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	def, err := postgres.Open(ctx, postgres.Config{URL: dbURL, MaxOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = def.Close() }()
+	if v := show(def, "statement_timeout"); v != "15s" {
+		t.Fatalf("default statement_timeout = %q, want 15s", v)
+	}
+
+	db, err := postgres.Open(ctx, postgres.Config{URL: dbURL, MaxOpenConns: 1, StatementTimeout: 200 * time.Millisecond, ApplicationName: "limits-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	if v := show(db, "application_name"); v != "limits-test" {
+		t.Fatalf("application_name = %q, want limits-test", v)
+	}
+	start := time.Now()
+	_, err = db.ExecContext(ctx, `SELECT pg_sleep(5)`)
+	if !postgres.IsTimeout(err) {
+		t.Fatalf("pg_sleep(5) with a 200ms statement_timeout = %v, want a statement timeout", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the statement was canceled after %s, want about 200ms", d)
+	}
+	// The connection survives a server-side cancel and goes back to the pool.
+	if v := show(db, "statement_timeout"); v != "200ms" {
+		t.Fatalf("statement_timeout = %q, want 200ms", v)
+	}
+	if s := db.Stats(); s.InUse != 0 || s.OpenConnections != 1 {
+		t.Fatalf("pool after a timed-out statement: %+v, want the one connection idle", s)
+	}
+
+	own, err := postgres.Open(ctx, postgres.Config{URL: dbURL + "&statement_timeout=1500&application_name=mine", MaxOpenConns: 1, ApplicationName: "ignored"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = own.Close() }()
+	if v, a := show(own, "statement_timeout"), show(own, "application_name"); v != "1500ms" || a != "mine" {
+		t.Fatalf("URL parameters: statement_timeout %q, application_name %q; want 1500ms, mine", v, a)
+	}
+}
