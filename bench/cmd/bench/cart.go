@@ -76,26 +76,34 @@ func cartSections(ctx context.Context, o options, withCart, withMemory bool) ([]
 	}()
 
 	var runs []loadRun
-	var e2e *e2elat.Result
+	var e2es []e2eRun
 	if withCart {
 		col := &e2elat.Collector{}
 		stopReader, err := readOutcomes(ctx, o, run, col)
 		if err != nil {
 			return nil, err
 		}
-		rec := &cartload.Recorder{}
-		fmt.Fprintf(os.Stderr, "cart: HTTP open loop %.0f/s for %s ...\n", o.rate, o.duration)
-		st := load.OpenLoop(ctx, o.rate, o.duration, 512, cartload.Op(httpc, plan("ho"), rec))
-		runs = append(runs, loadRun{fmt.Sprintf("HTTP open loop %.0f/s", o.rate), "latency from the scheduled send time", st})
-		fmt.Fprintf(os.Stderr, "cart: matching %d accepted adds to inventory outcomes ...\n", len(rec.All()))
-		r, err := e2elat.Wait(ctx, col, rec.All(), 60*time.Second)
-		stopReader()
-		if err != nil {
-			return nil, err
+		// Below saturation first, so that the stack starts it without a backlog; then the
+		// target rate.
+		for i, rate := range []float64{o.e2eRate, o.rate} {
+			if rate <= 0 || (i == 0 && rate == o.rate) {
+				continue
+			}
+			rec := &cartload.Recorder{}
+			fmt.Fprintf(os.Stderr, "cart: HTTP open loop %.0f/s for %s ...\n", rate, o.duration)
+			st := load.OpenLoop(ctx, rate, o.duration, 512, cartload.Op(httpc, plan(fmt.Sprintf("ho%d", i)), rec))
+			runs = append(runs, loadRun{fmt.Sprintf("HTTP open loop %.0f/s", rate), "latency from the scheduled send time", st})
+			fmt.Fprintf(os.Stderr, "cart: matching %d accepted adds to inventory outcomes ...\n", len(rec.All()))
+			r, err := e2elat.Wait(ctx, col, rec.All(), 60*time.Second)
+			if err != nil {
+				stopReader()
+				return nil, err
+			}
+			e2es = append(e2es, e2eRun{rate: rate, res: r})
 		}
-		e2e = &r
+		stopReader()
 		fmt.Fprintf(os.Stderr, "cart: gRPC open loop %.0f/s for %s ...\n", o.rate, o.duration)
-		st = load.OpenLoop(ctx, o.rate, o.duration, 512, cartload.Op(grpcc, plan("go"), nil))
+		st := load.OpenLoop(ctx, o.rate, o.duration, 512, cartload.Op(grpcc, plan("go"), nil))
 		runs = append(runs, loadRun{fmt.Sprintf("gRPC open loop %.0f/s", o.rate), "latency from the scheduled send time", st})
 	}
 
@@ -132,7 +140,7 @@ func cartSections(ctx context.Context, o options, withCart, withMemory bool) ([]
 
 	var secs []report.Section
 	if withCart {
-		secs = append(secs, loadSection(o, runs, httpMax, cpu), e2eSection(o, *e2e))
+		secs = append(secs, loadSection(o, runs, httpMax, cpu), e2eSection(o, e2es))
 	}
 	if withMemory {
 		secs = append(secs, memorySection(o, idle, before, heap, &peak, cpu, httpMax, withCart))
@@ -254,15 +262,29 @@ func loadSection(o options, runs []loadRun, httpMax load.Stats, cpu map[string]f
 	return sec
 }
 
-func e2eSection(o options, r e2elat.Result) report.Section {
+// e2eRun is the end-to-end latency of one open-loop run.
+type e2eRun struct {
+	rate float64
+	res  e2elat.Result
+}
+
+func e2eSection(o options, runs []e2eRun) report.Section {
 	sec := report.Section{
-		Title:   fmt.Sprintf("End-to-end latency: cart API response to inventory reservation commit (HTTP open loop at %.0f/s)", o.rate),
+		Title:   "End-to-end latency: cart API response to inventory reservation commit (HTTP open loop)",
 		Columns: []string{"matched", "unmatched", "p50_ms", "p99_ms", "max_ms"},
-		Rows: []report.Row{{Name: "AddItem -> StockReserved/ReservationRejected", Metrics: map[string]float64{
-			"matched": float64(r.Matched), "unmatched": float64(r.Unmatched), "p50_ms": r.P50, "p99_ms": r.P99, "max_ms": r.Max}}},
 	}
-	sec.Targets = append(sec.Targets, target(fmt.Sprintf("end-to-end p99 <= 100 ms at %.0f req/s: p99 %.1f ms (%d matched, %d unmatched)", o.rate, r.P99, r.Matched, r.Unmatched),
-		r.P99 <= 100 && r.Matched > 0 && r.Unmatched == 0))
+	for _, run := range runs {
+		r := run.res
+		sec.Rows = append(sec.Rows, report.Row{Name: fmt.Sprintf("AddItem -> StockReserved/ReservationRejected at %.0f/s", run.rate), Metrics: map[string]float64{
+			"matched": float64(r.Matched), "unmatched": float64(r.Unmatched), "p50_ms": r.P50, "p99_ms": r.P99, "max_ms": r.Max}})
+		if run.rate == o.rate {
+			sec.Targets = append(sec.Targets, target(fmt.Sprintf("end-to-end p99 <= 100 ms at %.0f req/s: p99 %.1f ms (%d matched, %d unmatched)", o.rate, r.P99, r.Matched, r.Unmatched),
+				r.P99 <= 100 && r.Matched > 0 && r.Unmatched == 0))
+		}
+	}
+	if len(runs) > 1 {
+		sec.Notes = append(sec.Notes, fmt.Sprintf("the %.0f/s run is below what the stack sustains (see the max-throughput runs): it shows the pipeline's own latency; a rate above that ceiling measures the queue in front of it", o.e2eRate))
+	}
 	sec.Notes = append(sec.Notes,
 		"method: each accepted AddItem is recorded with the cart id, cart version and product from the API's answer and the time the answer arrived; "+
 			"the inventory announces every ItemAdded's outcome (StockReserved or ReservationRejected) in the transaction that applies it, with occurred_at set there; "+

@@ -53,6 +53,7 @@ type options struct {
 	invTopic    string
 	pidDir      string
 	rate        float64
+	e2eRate     float64
 	duration    time.Duration
 	workers     int
 	users       int
@@ -78,6 +79,7 @@ func main() {
 	flag.StringVar(&o.invTopic, "inventory-topic", "inventory.events.v1", "inventory events topic of the running stack")
 	flag.StringVar(&o.pidDir, "pids", filepath.Join(env("EVENTSHOP_WORK", ".work"), "pids"), "pid files of the running stack")
 	flag.Float64Var(&o.rate, "rate", 500, "open-loop requests per second")
+	flag.Float64Var(&o.e2eRate, "e2e-rate", 100, "open-loop rate of a first run below saturation, for end-to-end latency (0: none)")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of each cart load run")
 	flag.IntVar(&o.workers, "workers", 32, "closed-loop workers of the maximum-throughput run")
 	flag.IntVar(&o.users, "users", 200, "simulated users per cart load run")
@@ -85,7 +87,7 @@ func main() {
 	flag.Parse()
 	if o.smoke {
 		o.short, o.persistent = 5, 500
-		o.rate, o.duration, o.workers, o.users, o.consumerN = 50, 2*time.Second, 4, 20, 200
+		o.rate, o.e2eRate, o.duration, o.workers, o.users, o.consumerN = 50, 20, 2*time.Second, 4, 20, 200
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
