@@ -45,6 +45,8 @@ type Config struct {
 	GRPCAddr        string // host:port for gRPC
 	Auth            auth.Config
 	ShutdownTimeout time.Duration // default 20s
+	// Timeouts bound requests and idle connections (REQUEST_TIMEOUT, HTTP_IDLE_TIMEOUT).
+	Timeouts server.Timeouts
 	// PprofAddr, when set, serves /debug/pprof/ there (PPROF_ADDR; keep it on loopback).
 	PprofAddr string
 }
@@ -77,6 +79,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Host, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 20 * time.Second
 	}
+	if cfg.Timeouts.Request >= server.WriteTimeout {
+		return nil, fmt.Errorf("request timeout %s must be below the HTTP write timeout %s", cfg.Timeouts.Request, server.WriteTimeout)
+	}
 	verifier, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		return nil, err
@@ -91,7 +96,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Host, error) {
 			log.Warn("tracing: flushing spans failed", "err", err)
 		}
 	})
-	h.grpc = grpc.NewServer(server.GRPCOptions(log,
+	h.grpc = grpc.NewServer(server.GRPCOptions(log, cfg.Timeouts,
 		[]grpc.UnaryServerInterceptor{tracing.UnaryServerInterceptor(), h.metrics.UnaryServerInterceptor(), auth.UnaryServerInterceptor(verifier, publicMethods)},
 		[]grpc.StreamServerInterceptor{auth.StreamServerInterceptor(verifier, publicMethods)})...)
 	grpc_health_v1.RegisterHealthServer(h.grpc, h.health.GRPCServer())
@@ -155,9 +160,13 @@ func (h *Host) Gateway(ctx context.Context, register func(context.Context, *runt
 // gives up), in reverse order of registration.
 func (h *Host) OnClose(fn func(ctx context.Context)) { h.closers = append(h.closers, fn) }
 
-// Postgres opens the service's database, applies the migration sets and adds the
-// "postgres" readiness check and the pool metrics; it is closed last.
+// Postgres opens the service's database (its connections named after the service in
+// pg_stat_activity), applies the migration sets and adds the "postgres" readiness check
+// and the pool metrics; it is closed last.
 func (h *Host) Postgres(ctx context.Context, cfg postgres.Config, sets ...postgres.MigrationSet) (*sqlx.DB, error) {
+	if cfg.ApplicationName == "" {
+		cfg.ApplicationName = h.cfg.Name
+	}
 	db, err := postgres.Open(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -249,7 +258,7 @@ func (h *Host) Close(ctx context.Context) {
 // Run serves until ctx ends or a worker fails, then shuts down in order. It returns nil
 // after a clean shutdown.
 func (h *Host) Run(ctx context.Context) error {
-	httpSrv := server.HTTPServer(h.metrics.HTTPMiddleware(h.mux))
+	httpSrv := server.HTTPServer(h.metrics.HTTPMiddleware(h.mux), h.cfg.Timeouts)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := h.grpc.Serve(h.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

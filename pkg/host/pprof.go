@@ -24,7 +24,7 @@ func (h *Host) servePprof(ctx context.Context, addr string) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: server.HTTPServer(nil).ReadHeaderTimeout}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: server.ReadHeaderTimeout}
 	h.OnClose(func(context.Context) { _ = ln.Close() }) // when Run is never called
 	h.Go(func(ctx context.Context) error {
 		stop := context.AfterFunc(ctx, func() { _ = srv.Close() })

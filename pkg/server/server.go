@@ -24,15 +24,44 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/eventshop/eventshop/pkg/postgres"
 )
 
 // Limits shared by every service's API.
 const (
-	MaxMessageBytes   = 1 << 20  // gRPC messages in either direction
-	MaxBodyBytes      = 64 << 10 // HTTP request bodies
-	MaxHeaderBytes    = 64 << 10
-	DefaultRPCTimeout = 10 * time.Second // applied when the client sets no deadline
+	MaxMessageBytes    = 1 << 20  // gRPC messages in either direction
+	MaxBodyBytes       = 64 << 10 // HTTP request bodies
+	MaxHeaderBytes     = 64 << 10 // HTTP request headers; gRPC metadata may be twice that (the gateway adds its own)
+	MaxStreams         = 1000     // concurrent gRPC streams per connection
+	ReadHeaderTimeout  = 5 * time.Second
+	WriteTimeout       = 30 * time.Second // an HTTP response, from the end of its request's headers
+	DefaultRPCTimeout  = 10 * time.Second // see Timeouts.Request
+	DefaultIdleTimeout = 2 * time.Minute  // see Timeouts.HTTPIdle
 )
+
+// Timeouts are the configurable time limits of a service's API. Zero fields take the
+// defaults.
+type Timeouts struct {
+	// Request bounds every gRPC request, and so every HTTP API call through the gateway
+	// (default DefaultRPCTimeout): it is the deadline of a request that has none and caps
+	// a longer one the client asks for, so no client holds a handler, and the database
+	// connection it waits for or uses, longer than this. It must stay below WriteTimeout.
+	Request time.Duration
+	// HTTPIdle closes a keep-alive HTTP connection idle for this long between requests
+	// (default DefaultIdleTimeout).
+	HTTPIdle time.Duration
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	if t.Request <= 0 {
+		t.Request = DefaultRPCTimeout
+	}
+	if t.HTTPIdle <= 0 {
+		t.HTTPIdle = DefaultIdleTimeout
+	}
+	return t
+}
 
 // HeaderIdempotencyKey is the HTTP header (and gRPC metadata key, lower-cased) that makes
 // a mutating request safe to retry.
@@ -58,17 +87,20 @@ func FieldViolation(code codes.Code, field, desc string) error {
 	return st.Err()
 }
 
-// GRPCOptions are the server options of every service: message size limits, keepalive
-// enforcement and connection timeouts, and the interceptor chain given.
-func GRPCOptions(log *slog.Logger, unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) []grpc.ServerOption {
-	chain := append([]grpc.UnaryServerInterceptor{recoverUnary(log), deadlineUnary(DefaultRPCTimeout)}, unary...)
+// GRPCOptions are the server options of every service: message and header size limits,
+// keepalive enforcement and connection timeouts, the request deadline of t, and the
+// interceptor chain given.
+func GRPCOptions(log *slog.Logger, t Timeouts, unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) []grpc.ServerOption {
+	t = t.withDefaults()
+	chain := append([]grpc.UnaryServerInterceptor{recoverUnary(log), deadlineUnary(t.Request)}, unary...)
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
+		grpc.MaxHeaderListSize(2 * MaxHeaderBytes),
 		grpc.ConnectionTimeout(10 * time.Second),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxConcurrentStreams(1000),
+		grpc.MaxConcurrentStreams(MaxStreams),
 		grpc.ChainUnaryInterceptor(chain...),
 		grpc.ChainStreamInterceptor(stream...),
 	}
@@ -88,17 +120,40 @@ func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	}
 }
 
-// deadlineUnary bounds requests that arrive without a deadline, so that database and
-// Kafka calls below always have one.
+// deadlineUnary gives every request a deadline of at most d (a client's shorter one
+// stays), so that database and Kafka calls below always have one and a client cannot
+// hold a handler longer by asking for a longer deadline. A request that fails after its
+// deadline passed reports DeadlineExceeded, whatever the call that was cut off said (a
+// database statement canceled mid-flight reports its own error).
 func deadlineUnary(d time.Duration) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		if _, ok := ctx.Deadline(); !ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, d)
-			defer cancel()
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		resp, err := h(ctx, req)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			switch status.Code(err) {
+			case codes.Internal, codes.Unknown, codes.Unavailable:
+				err = status.Error(codes.DeadlineExceeded, "request deadline exceeded")
+			}
 		}
-		return h(ctx, req)
+		return resp, err
 	}
+}
+
+// ErrorStatus is the status of an error that no rule of the service maps: the request's
+// deadline or cancellation; a database statement canceled by the server (statement or
+// lock timeout: Unavailable, the client may retry later); anything else is Internal. The
+// error's text never reaches the client. Every service's error table ends with it.
+func ErrorStatus(err error) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	case postgres.IsTimeout(err):
+		return status.Error(codes.Unavailable, "the database is busy: try again later")
+	}
+	return status.Error(codes.Internal, "internal error")
 }
 
 // Gateway returns the grpc-gateway mux for a service and the loopback client connection
@@ -193,15 +248,18 @@ func LimitBody(next http.Handler) http.Handler {
 	})
 }
 
-// HTTPServer returns an http.Server with the timeouts every service uses, so a slow or
-// idle client cannot hold a connection forever.
-func HTTPServer(h http.Handler) *http.Server {
+// HTTPServer returns an http.Server with the limits every service uses, so a slow or
+// idle client cannot hold a connection forever: headers within ReadHeaderTimeout, the
+// whole request within 15s, the response within WriteTimeout, keep-alive connections closed after
+// t.HTTPIdle.
+func HTTPServer(h http.Handler, t Timeouts) *http.Server {
+	t = t.withDefaults()
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       t.HTTPIdle,
 		MaxHeaderBytes:    MaxHeaderBytes,
 	}
 }

@@ -114,7 +114,8 @@ func (s *Server) Checkout(ctx context.Context, _ *cartpb.CheckoutRequest) (*cart
 }
 
 // toStatus is the one table from domain errors to gRPC codes (grpc-gateway maps those
-// to HTTP statuses). Anything unknown is Internal and its text is not shown to clients.
+// to HTTP statuses). Anything else (deadlines, database timeouts, the unknown) goes to
+// server.ErrorStatus; an error's text is not shown to clients unless it is a domain one.
 func toStatus(err error) error {
 	var fe *cart.FieldError
 	switch {
@@ -130,15 +131,11 @@ func toStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, cart.ErrCheckedOut):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Error(codes.Internal, "internal error")
+	return server.ErrorStatus(err)
 }
 
 func toProto(v service.View) *cartpb.Cart {

@@ -126,7 +126,8 @@ func (s *Server) GetCartDiscount(ctx context.Context, req *discountpb.GetCartDis
 }
 
 // toStatus is the one table from errors to gRPC codes (grpc-gateway maps those to HTTP
-// statuses). Anything unknown is Internal and its text is not shown to clients.
+// statuses). Anything else (deadlines, database timeouts, the unknown) goes to
+// server.ErrorStatus; an error's text is not shown to clients unless it is a domain one.
 func toStatus(err error) error {
 	var fe *discount.FieldError
 	switch {
@@ -138,12 +139,8 @@ func toStatus(err error) error {
 		return server.FieldViolation(codes.AlreadyExists, "rule.coupon_code", "is the code of another coupon rule")
 	case errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, "no discount calculated for this cart")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
 	}
-	return status.Error(codes.Internal, "internal error")
+	return server.ErrorStatus(err)
 }
 
 var kinds = map[discountpb.RuleKind]discount.Kind{

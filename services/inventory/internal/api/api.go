@@ -110,7 +110,8 @@ func (s *Server) UpdatePrice(ctx context.Context, req *inventorypb.UpdatePriceRe
 }
 
 // toStatus is the one table from domain errors to gRPC codes (grpc-gateway maps those
-// to HTTP statuses). Anything unknown is Internal and its text is not shown to clients.
+// to HTTP statuses). Anything else (deadlines, database timeouts, the unknown) goes to
+// server.ErrorStatus; an error's text is not shown to clients unless it is a domain one.
 func toStatus(err error) error {
 	var fe *stock.FieldError
 	switch {
@@ -120,12 +121,8 @@ func toStatus(err error) error {
 		return server.FieldViolation(codes.NotFound, "product_id", "unknown product")
 	case errors.Is(err, stock.ErrStockLimit):
 		return server.FieldViolation(codes.FailedPrecondition, "quantity", err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
 	}
-	return status.Error(codes.Internal, "internal error")
+	return server.ErrorStatus(err)
 }
 
 func toProto(p stock.Product) *inventorypb.Product {

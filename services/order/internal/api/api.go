@@ -79,7 +79,8 @@ func (s *Server) GetOrder(ctx context.Context, req *orderpb.GetOrderRequest) (*o
 }
 
 // toStatus is the one table from errors to gRPC codes (grpc-gateway maps those to HTTP
-// statuses). Anything unknown is Internal and its text is not shown to clients.
+// statuses). Anything else (deadlines, database timeouts, the unknown) goes to
+// server.ErrorStatus; an error's text is not shown to clients unless it is a domain one.
 func toStatus(err error) error {
 	var fe *order.FieldError
 	switch {
@@ -87,15 +88,11 @@ func toStatus(err error) error {
 		return server.FieldViolation(codes.InvalidArgument, fe.Field, fe.Msg)
 	case errors.Is(err, order.ErrNotFound):
 		return status.Error(codes.NotFound, "order not found")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Error(codes.Internal, "internal error")
+	return server.ErrorStatus(err)
 }
 
 var statuses = map[order.Status]orderpb.OrderStatus{

@@ -16,6 +16,7 @@ import (
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/outbox"
 	"github.com/eventshop/eventshop/pkg/postgres"
+	"github.com/eventshop/eventshop/pkg/server"
 	orderpb "github.com/eventshop/eventshop/proto/eventshop/order/v1"
 	"github.com/eventshop/eventshop/services/order/internal/api"
 	"github.com/eventshop/eventshop/services/order/internal/events"
@@ -42,6 +43,8 @@ type Config struct {
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	PprofAddr       string        `env:"PPROF_ADDR"` // e.g. 127.0.0.1:6061; off when empty
+	RequestTimeout  time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s"`
+	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"2m"`
 
 	// Consumer holds KAFKA_SESSION_TIMEOUT and KAFKA_MAX_POLL_INTERVAL (see host.ConsumerTuning).
 	Consumer host.ConsumerTuning
@@ -85,7 +88,8 @@ type App struct{ host *host.Host }
 // wires the API, the order consumer group and the outbox relay. On error, what was
 // opened is closed again.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
-	h, err := host.New(ctx, host.Config{Name: "order", HTTPAddr: cfg.HTTPAddr, GRPCAddr: cfg.GRPCAddr, Auth: cfg.AuthConfig(), ShutdownTimeout: cfg.ShutdownTimeout, PprofAddr: cfg.PprofAddr}, log)
+	h, err := host.New(ctx, host.Config{Name: "order", HTTPAddr: cfg.HTTPAddr, GRPCAddr: cfg.GRPCAddr, Auth: cfg.AuthConfig(), ShutdownTimeout: cfg.ShutdownTimeout, PprofAddr: cfg.PprofAddr,
+		Timeouts: server.Timeouts{Request: cfg.RequestTimeout, HTTPIdle: cfg.HTTPIdleTimeout}}, log)
 	if err != nil {
 		return nil, err
 	}
