@@ -75,17 +75,13 @@ func Handler[E envelope.Envelope](db *sqlx.DB, cfg HandlerConfig, newEnv func(to
 		outcome := Applied
 		err := inTx(ctx, db, func(tx *sqlx.Tx) error {
 			outcome = Applied
-			first, err := Record(ctx, tx, cfg.Consumer, env.GetEventId())
+			first, newer, err := recordAndAdvance(ctx, tx, cfg.Consumer, m.Topic, env.GetEventId(), env.GetAggregateId(), env.GetAggregateVersion())
 			if err != nil {
 				return err
 			}
 			if !first {
 				outcome = Duplicate
 				return nil
-			}
-			newer, err := advance(ctx, tx, cfg.Consumer, m.Topic, env.GetAggregateId(), env.GetAggregateVersion())
-			if err != nil {
-				return err
 			}
 			if !newer {
 				outcome = Stale
@@ -173,16 +169,27 @@ func WithOutcomes(ctx context.Context, fn func(topic string, o Outcome)) context
 	return context.WithValue(ctx, outcomeKey{}, fn)
 }
 
-// advance records version as the newest applied for the aggregate and reports whether
-// it is newer than what was recorded before.
-func advance(ctx context.Context, tx *sqlx.Tx, consumer, topic, aggregateID string, version int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `
-		INSERT INTO aggregate_versions (consumer, topic, aggregate_id, version) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (consumer, topic, aggregate_id) DO UPDATE SET version = EXCLUDED.version
-		WHERE aggregate_versions.version < EXCLUDED.version`, consumer, topic, aggregateID, version)
-	if err != nil {
-		return false, fmt.Errorf("idempotency: aggregate version of %s: %w", aggregateID, err)
+// recordAndAdvance records eventID as applied by consumer (first: it was not before) and,
+// for a first event, version as the newest applied of the aggregate (newer: it is newer
+// than what was recorded). One statement, one round trip, in tx.
+func recordAndAdvance(ctx context.Context, tx *sqlx.Tx, consumer, topic, eventID, aggregateID string, version int64) (first, newer bool, err error) {
+	if consumer == "" || eventID == "" {
+		return false, false, errors.New("idempotency: consumer and event id are required")
 	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	row := tx.QueryRowxContext(ctx, `
+		WITH recorded AS (
+			INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1
+		), advanced AS (
+			INSERT INTO aggregate_versions (consumer, topic, aggregate_id, version)
+			SELECT $1, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM recorded)
+			ON CONFLICT (consumer, topic, aggregate_id) DO UPDATE SET version = EXCLUDED.version
+			WHERE aggregate_versions.version < EXCLUDED.version
+			RETURNING 1
+		)
+		SELECT EXISTS (SELECT 1 FROM recorded), EXISTS (SELECT 1 FROM advanced)`,
+		consumer, eventID, topic, aggregateID, version)
+	if err := row.Scan(&first, &newer); err != nil {
+		return false, false, fmt.Errorf("idempotency: record %s (aggregate %s v%d): %w", eventID, aggregateID, version, err)
+	}
+	return first, newer, nil
 }

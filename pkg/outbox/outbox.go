@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +31,8 @@ var migrationFiles embed.FS
 // Migrations creates the outbox table; add it to the service's postgres.Migrate.
 var Migrations = postgres.Migrations("outbox", migrationFiles, "migrations")
 
-// NotifyChannel is the LISTEN/NOTIFY channel that wakes relays after an Enqueue commits.
+// NotifyChannel is the LISTEN/NOTIFY channel that wakes relays after an Enqueue commits
+// (a trigger on the outbox table notifies it).
 const NotifyChannel = "eventshop_outbox"
 
 // relayLockKey is the advisory lock that lets one relay at a time publish, so that rows of
@@ -54,33 +56,41 @@ func Enqueue(ctx context.Context, tx *sqlx.Tx, msgs ...kafka.Message) (err error
 	ctx, span := tracing.Tracer().Start(ctx, "outbox enqueue")
 	defer func() { tracing.End(span, err) }()
 	span.SetAttributes(attribute.Int("outbox.messages", len(msgs)))
-	for _, m := range msgs {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ids, topics, headers := make([]string, len(msgs)), make([]string, len(msgs)), make([]string, len(msgs))
+	keys, values := make([][]byte, len(msgs)), make([][]byte, len(msgs))
+	for i, m := range msgs {
 		id := m.Header(HeaderEventID)
 		if id == "" || m.Topic == "" {
 			return fmt.Errorf("outbox: message needs a topic and a %s header (topic %q)", HeaderEventID, m.Topic)
 		}
 		hs := make([]storedHeader, len(m.Headers))
-		for i, h := range m.Headers {
-			hs[i] = storedHeader{Key: h.Key, Value: h.Value}
+		for j, h := range m.Headers {
+			hs[j] = storedHeader{Key: h.Key, Value: h.Value}
 		}
 		hj, err := json.Marshal(hs)
 		if err != nil {
 			return fmt.Errorf("outbox: headers of %s: %w", id, err)
 		}
-		key := m.Key
-		if key == nil {
-			key = []byte{}
+		ids[i], topics[i], headers[i] = id, m.Topic, string(hj)
+		keys[i], values[i] = m.Key, m.Value
+		if keys[i] == nil {
+			keys[i] = []byte{}
 		}
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO outbox (event_id, topic, msg_key, payload, headers) VALUES ($1, $2, $3, $4, $5)`,
-			id, m.Topic, key, m.Value, string(hj)); err != nil {
-			return fmt.Errorf("outbox: enqueue %s: %w", id, err)
+		if values[i] == nil {
+			values[i] = []byte{}
 		}
 	}
-	if len(msgs) > 0 {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, '')`, NotifyChannel); err != nil {
-			return fmt.Errorf("outbox: notify: %w", err)
-		}
+	// One statement for all rows; its trigger (migration 00002) notifies the relays.
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO outbox (event_id, topic, msg_key, payload, headers)
+		SELECT event_id, topic, msg_key, payload, headers
+		FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[]::jsonb[]) WITH ORDINALITY AS r(event_id, topic, msg_key, payload, headers, n)
+		ORDER BY n`,
+		pq.Array(ids), pq.Array(topics), pq.ByteaArray(keys), pq.ByteaArray(values), pq.Array(headers)); err != nil {
+		return fmt.Errorf("outbox: enqueue %s: %w", strings.Join(ids, ", "), err)
 	}
 	return nil
 }

@@ -379,3 +379,21 @@ func BenchmarkPublishBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// TestCommitWakesRelayWithoutPolling: the relay polls only once an hour here, so rows
+// committed after it went idle reach Kafka only if the outbox trigger's notification
+// wakes it.
+func TestCommitWakesRelayWithoutPolling(t *testing.T) {
+	db, url := setupDB(t)
+	brokers := testkit.KafkaBrokers(t)
+	topic := testkit.Topic(t, brokers, 1)
+	p := newProducer(t, brokers)
+	rd := read(t, brokers, topic, p)
+	runRelay(t, outbox.NewRelay(db, p, outbox.RelayConfig{ListenURL: url, PollInterval: time.Hour}, nil))
+	time.Sleep(time.Second) // the relay found nothing and waits
+	for round := range 3 {
+		ids := enqueue(t, db, topic, 2, 3, 6, fmt.Sprintf("wake%d", round))
+		testkit.Eventually(t, 10*time.Second, "rows of a committed enqueue in Kafka", func() bool { return rd.has(ids) })
+	}
+	rd.checkOrder(t, false)
+}
