@@ -43,25 +43,32 @@ type cartRow struct {
 
 // OpenCart returns the user's open cart with its lines, or nil when the user has none.
 func (s *PG) OpenCart(ctx context.Context, q sqlx.QueryerContext, userID string) (*cart.Cart, error) {
-	var r cartRow
-	err := sqlx.GetContext(ctx, q, &r, `SELECT id, user_id, status, coupon_code, version, updated_at FROM carts WHERE user_id = $1 AND status = 'open'`, userID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+	var rows []struct {
+		cartRow
+		ProductID sql.NullString `db:"product_id"`
+		Quantity  sql.NullInt32  `db:"quantity"`
+		Price     sql.NullInt64  `db:"unit_price_cents"`
 	}
-	if err != nil {
+	// One round trip: the cart row repeated for each of its lines (once with NULLs if none).
+	if err := sqlx.SelectContext(ctx, q, &rows, `
+		SELECT c.id, c.user_id, c.status, c.coupon_code, c.version, c.updated_at, l.product_id, l.quantity, l.unit_price_cents
+		FROM carts c LEFT JOIN cart_lines l ON l.cart_id = c.id
+		WHERE c.user_id = $1 AND c.status = 'open'
+		ORDER BY l.position`, userID); err != nil {
 		return nil, fmt.Errorf("load open cart: %w", err)
 	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	r := rows[0].cartRow
 	c := &cart.Cart{ID: r.ID, UserID: r.UserID, Status: cart.Status(r.Status), CouponCode: r.CouponCode, Version: r.Version, UpdatedAt: r.UpdatedAt.UTC()}
-	var lines []struct {
-		ProductID string `db:"product_id"`
-		Quantity  int32  `db:"quantity"`
-		Price     int64  `db:"unit_price_cents"`
-	}
-	if err := sqlx.SelectContext(ctx, q, &lines, `SELECT product_id, quantity, unit_price_cents FROM cart_lines WHERE cart_id = $1 ORDER BY position`, c.ID); err != nil {
-		return nil, fmt.Errorf("load cart lines: %w", err)
-	}
-	for _, l := range lines {
-		c.Lines = append(c.Lines, cart.Line{ProductID: l.ProductID, Quantity: l.Quantity, UnitPriceCents: l.Price})
+	for _, l := range rows {
+		if l.ID != c.ID {
+			return nil, fmt.Errorf("load open cart: user %s has more than one open cart", userID)
+		}
+		if l.ProductID.Valid {
+			c.Lines = append(c.Lines, cart.Line{ProductID: l.ProductID.String, Quantity: l.Quantity.Int32, UnitPriceCents: l.Price.Int64})
+		}
 	}
 	return c, nil
 }
@@ -72,16 +79,17 @@ func (s *PG) SaveCart(ctx context.Context, tx *sqlx.Tx, c *cart.Cart, checkoutID
 	if checkoutID != "" {
 		cid = checkoutID
 	}
+	// The cart row and the removal of its old lines in one round trip (two tables).
 	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO carts (id, user_id, status, coupon_code, version, checkout_id, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, now())
-		ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, coupon_code = EXCLUDED.coupon_code,
-		    version = EXCLUDED.version, checkout_id = COALESCE(EXCLUDED.checkout_id, carts.checkout_id), updated_at = now()`,
+		WITH saved AS (
+			INSERT INTO carts (id, user_id, status, coupon_code, version, checkout_id, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, now())
+			ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, coupon_code = EXCLUDED.coupon_code,
+			    version = EXCLUDED.version, checkout_id = COALESCE(EXCLUDED.checkout_id, carts.checkout_id), updated_at = now()
+		)
+		DELETE FROM cart_lines WHERE cart_id = $1`,
 		c.ID, c.UserID, string(c.Status), c.CouponCode, c.Version, cid); err != nil {
 		return fmt.Errorf("save cart: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM cart_lines WHERE cart_id = $1`, c.ID); err != nil {
-		return fmt.Errorf("save cart lines: %w", err)
 	}
 	if len(c.Lines) == 0 {
 		return nil
@@ -235,16 +243,26 @@ func (s *PG) SetDiscount(ctx context.Context, tx *sqlx.Tx, cartID string, subtot
 // Feedback returns the problems and the latest discount (with the subtotal it applies to)
 // recorded for a cart.
 func (s *PG) Feedback(ctx context.Context, q sqlx.QueryerContext, cartID string) (problems []Problem, subtotal, discount int64, err error) {
-	if err := sqlx.SelectContext(ctx, q, &problems, `SELECT product_id, message FROM cart_problems WHERE cart_id = $1 ORDER BY product_id`, cartID); err != nil {
-		return nil, 0, 0, fmt.Errorf("load problems: %w", err)
+	var rows []struct {
+		Subtotal  sql.NullInt64  `db:"subtotal_cents"`
+		Discount  sql.NullInt64  `db:"discount_cents"`
+		ProductID sql.NullString `db:"product_id"`
+		Message   sql.NullString `db:"message"`
 	}
-	var d struct {
-		Subtotal int64 `db:"subtotal_cents"`
-		Discount int64 `db:"discount_cents"`
+	// One round trip: the discount (NULLs if none) beside each problem (one row if none).
+	if err := sqlx.SelectContext(ctx, q, &rows, `
+		SELECT d.subtotal_cents, d.discount_cents, p.product_id, p.message
+		FROM (SELECT $1::uuid AS cart_id) k
+		LEFT JOIN cart_discounts d ON d.cart_id = k.cart_id
+		LEFT JOIN cart_problems p ON p.cart_id = k.cart_id
+		ORDER BY p.product_id`, cartID); err != nil {
+		return nil, 0, 0, fmt.Errorf("load feedback: %w", err)
 	}
-	err = sqlx.GetContext(ctx, q, &d, `SELECT subtotal_cents, discount_cents FROM cart_discounts WHERE cart_id = $1`, cartID)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, 0, 0, fmt.Errorf("load discount: %w", err)
+	for _, r := range rows {
+		subtotal, discount = r.Subtotal.Int64, r.Discount.Int64
+		if r.ProductID.Valid {
+			problems = append(problems, Problem{ProductID: r.ProductID.String, Message: r.Message.String})
+		}
 	}
-	return problems, d.Subtotal, d.Discount, nil
+	return problems, subtotal, discount, nil
 }
