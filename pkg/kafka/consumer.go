@@ -254,7 +254,7 @@ func (r *Runner) event(ev ckafka.Event) (*ckafka.Message, error) {
 	case *ckafka.Message:
 		if e.TopicPartition.Error != nil {
 			r.log.Warn("consumer message error", "err", e.TopicPartition.Error)
-			return nil, nil
+			return nil, nil //nolint:nilerr // logged; librdkafka goes on fetching the partition
 		}
 		return e, nil
 	case ckafka.Error:
