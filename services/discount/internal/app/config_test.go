@@ -24,6 +24,7 @@ func TestLoadConfigDefaultsAndOverrides(t *testing.T) {
 		DatabaseURL: "postgres://postgres@127.0.0.1:15432/discount?sslmode=disable", DatabaseConns: 20,
 		KafkaBrokers: "127.0.0.1:19092", CartTopic: "cart.events.v1", DiscountTopic: "discount.events.v1",
 		ConsumerGroup: "discount", CreateTopics: true, AdminUsers: []string{"admin"}, LogLevel: "info", ShutdownTimeout: 20 * time.Second,
+		RequestTimeout: 10 * time.Second, HTTPIdleTimeout: 2 * time.Minute,
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Fatalf("defaults (-want +got):\n%s", diff)

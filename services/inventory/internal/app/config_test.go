@@ -37,6 +37,7 @@ func TestConfigDefaultsWorkOnTheLocalStack(t *testing.T) {
 		ProductsTopic: "inventory.products.v1", ConsumerGroup: "inventory", CreateTopics: true,
 		AdminUsers: []string{"admin"}, ReservationHold: 30 * time.Minute, SweepInterval: 30 * time.Second,
 		LogLevel: "info", ShutdownTimeout: 20 * time.Second,
+		RequestTimeout: 10 * time.Second, HTTPIdleTimeout: 2 * time.Minute,
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Fatalf("defaults (-want +got):\n%s", diff)

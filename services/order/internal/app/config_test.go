@@ -28,6 +28,7 @@ func TestConfigDefaultsWorkOnTheLocalStack(t *testing.T) {
 		KafkaBrokers: "127.0.0.1:19092", CartTopic: "cart.events.v1", InventoryTopic: "inventory.events.v1",
 		DiscountTopic: "discount.events.v1", OrderTopic: "order.events.v1", ConsumerGroup: "order", CreateTopics: true,
 		LogLevel: "info", ShutdownTimeout: 20 * time.Second,
+		RequestTimeout: 10 * time.Second, HTTPIdleTimeout: 2 * time.Minute,
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Fatalf("defaults (-want +got):\n%s", diff)
