@@ -92,7 +92,7 @@ func FieldViolation(code codes.Code, field, desc string) error {
 // interceptor chain given.
 func GRPCOptions(log *slog.Logger, t Timeouts, unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) []grpc.ServerOption {
 	t = t.withDefaults()
-	chain := append([]grpc.UnaryServerInterceptor{recoverUnary(log), deadlineUnary(t.Request)}, unary...)
+	chain := append(append([]grpc.UnaryServerInterceptor{recoverUnary(log), deadlineUnary(t.Request)}, unary...), logUnary(log))
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
@@ -143,17 +143,45 @@ func deadlineUnary(d time.Duration) grpc.UnaryServerInterceptor {
 // ErrorStatus is the status of an error that no rule of the service maps: the request's
 // deadline or cancellation; a database statement canceled by the server (statement or
 // lock timeout: Unavailable, the client may retry later); anything else is Internal. The
-// error's text never reaches the client. Every service's error table ends with it.
+// error's text never reaches the client: the server logs it (see GRPCOptions). Every
+// service's error table ends with it.
 func ErrorStatus(err error) error {
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return &causeError{status.New(codes.DeadlineExceeded, "request deadline exceeded"), err}
 	case postgres.IsTimeout(err):
-		return status.Error(codes.Unavailable, "the database is busy: try again later")
+		return &causeError{status.New(codes.Unavailable, "the database is busy: try again later"), err}
 	}
-	return status.Error(codes.Internal, "internal error")
+	return &causeError{status.New(codes.Internal, "internal error"), err}
+}
+
+// causeError is a status for the client that keeps its cause for the server's log.
+type causeError struct {
+	st    *status.Status
+	cause error
+}
+
+func (e *causeError) Error() string              { return e.st.Err().Error() }
+func (e *causeError) GRPCStatus() *status.Status { return e.st }
+func (e *causeError) Unwrap() error              { return e.cause }
+
+// logUnary logs the cause of a request that failed with ErrorStatus: Internal at error
+// level, a deadline or a busy database as a warning.
+func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		var ce *causeError
+		if errors.As(err, &ce) {
+			level := slog.LevelWarn
+			if ce.st.Code() == codes.Internal {
+				level = slog.LevelError
+			}
+			log.Log(ctx, level, "request failed", "method", info.FullMethod, "code", ce.st.Code().String(), "err", ce.cause)
+		}
+		return resp, err
+	}
 }
 
 // Gateway returns the grpc-gateway mux for a service and the loopback client connection

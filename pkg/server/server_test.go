@@ -1,9 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +89,20 @@ func TestErrorStatusHidesCauses(t *testing.T) {
 		if len(st.Details()) > 0 || st.Message() == c.err.Error() || st.Message() == "" {
 			t.Errorf("ErrorStatus(%v) message %q: want a fixed message, not the cause", c.err, st.Message())
 		}
+	}
+}
+
+func TestLogUnaryLogsTheCauseTheClientDoesNotSee(t *testing.T) {
+	var logs bytes.Buffer
+	intercept := logUnary(slog.New(slog.NewJSONHandler(&logs, nil)))
+	cause := fmt.Errorf("lock user: %w", &pq.Error{Code: "57014", Message: "canceling statement due to statement timeout"})
+	_, err := intercept(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x.v1.X/Y"}, func(context.Context, any) (any, error) {
+		return nil, ErrorStatus(cause)
+	})
+	if st := status.Convert(err); st.Code() != codes.Unavailable || strings.Contains(st.Message(), "statement") {
+		t.Fatalf("client sees %v %q", st.Code(), st.Message())
+	}
+	if !strings.Contains(logs.String(), "canceling statement due to statement timeout") || !strings.Contains(logs.String(), `"level":"WARN"`) {
+		t.Fatalf("log %q does not carry the cause as a warning", logs.String())
 	}
 }

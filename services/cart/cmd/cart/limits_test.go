@@ -38,6 +38,7 @@ type cartProc struct {
 	httpAddr, grpcAddr string
 	cmd                *exec.Cmd
 	exited             chan error
+	logs               func() string
 }
 
 func startCart(t *testing.T, bin string, env ...string) *cartProc {
@@ -48,6 +49,7 @@ func startCart(t *testing.T, bin string, env ...string) *cartProc {
 	var mu sync.Mutex
 	w := writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(b) })
 	p.cmd.Stdout, p.cmd.Stderr = w, w
+	p.logs = func() string { mu.Lock(); defer mu.Unlock(); return logs.String() }
 	p.cmd.Env = append(append(os.Environ(), "DEV_MODE=true", "KAFKA_CREATE_TOPICS=false", "SHUTDOWN_TIMEOUT=10s"), env...)
 	p.cmd.Env = append(p.cmd.Env, "HTTP_ADDR="+p.httpAddr, "GRPC_ADDR="+p.grpcAddr)
 	if err := p.cmd.Start(); err != nil {
@@ -57,9 +59,7 @@ func startCart(t *testing.T, bin string, env ...string) *cartProc {
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill()
 		if t.Failed() {
-			mu.Lock()
-			out := logs.String()
-			mu.Unlock()
+			out := p.logs()
 			if len(out) > 8192 {
 				out = out[len(out)-8192:]
 			}
@@ -387,6 +387,10 @@ func TestDatabaseFaultsAreBoundedAndRecover(t *testing.T) {
 		}
 		if after := cartState(t, db, "victim"); after != before {
 			t.Errorf("timed-out commands changed the cart: %+v, before %+v", after, before)
+		}
+		// What the client is not told, the operator is.
+		if !strings.Contains(cart.logs(), "canceling statement due to statement timeout") {
+			t.Error("the cart's log does not name the cause (statement timeout) of the 503s")
 		}
 		release()
 		if r := cart.addItemHTTP(victim); r.code != http.StatusOK {
