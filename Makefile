@@ -23,7 +23,7 @@ done; exit $$rc
 endef
 
 
-.PHONY: help up up-native down demo bench build-services infra-up infra-down test chaos fuzz build vet fmt tidy proto lint clean
+.PHONY: help up up-native down demo bench bench-go build-services infra-up infra-down test chaos fuzz build vet fmt tidy proto lint clean
 
 help: ## list the targets
 	@echo "eventshop make targets (work folder: $(EVENTSHOP_WORK))"
@@ -96,6 +96,16 @@ fuzz: infra-up ## go test -fuzz each fuzz target for FUZZTIME (default 20s)
 bench: infra-up ## measure producers, cart load, end-to-end latency, consumer throughput, memory (needs make up); writes bench/results/
 	$(call say,go run ./bench/cmd/bench (results in bench/results/))
 	@eval "$$(scripts/infra.sh env)"; EVENTSHOP_KAFKA_CLASSPATH="$(EVENTSHOP_WORK)/kafka/classpath.txt" go run ./bench/cmd/bench -out bench/results
+	@$(MAKE) --no-print-directory bench-go
+
+# GO_BENCH: module:packages whose testing.B benchmarks `make bench-go` runs.
+GO_BENCH := pkg:./envelope,./outbox,./idempotency services/inventory:./internal/stock services/discount:./internal/discount
+
+bench-go: infra-up ## Go benchmarks of the hot paths (envelope, outbox batch, idempotent handler, stock and discount rules); writes bench/results/go-bench.txt
+	$(call say,go test -run '^$$' -bench . -benchmem in: $(GO_BENCH))
+	@eval "$$(scripts/infra.sh env)"; for mp in $(GO_BENCH); do \
+		(cd "$${mp%%:*}" && go test -run '^$$' -bench . -benchmem $$(echo "$${mp#*:}" | tr , ' ')) || exit 1; \
+	done | tee bench/results/go-bench.txt
 
 build: ## go build ./... in every module
 	$(call say,go build ./... in: $(MODULES))

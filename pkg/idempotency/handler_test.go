@@ -16,7 +16,7 @@ import (
 	cartpb "github.com/eventshop/eventshop/proto/eventshop/cart/v1"
 )
 
-func cartMsg(t *testing.T, id string, version int64) kafka.Message {
+func cartMsg(t testing.TB, id string, version int64) kafka.Message {
 	t.Helper()
 	e := &cartpb.CartEvent{EventId: id, OccurredAt: envelope.Now(), AggregateId: "cart-1", AggregateVersion: version,
 		Payload: &cartpb.CartEvent_CouponApplied{CouponApplied: &cartpb.CouponApplied{UserId: "u", CouponCode: "X"}}}
@@ -160,5 +160,49 @@ func TestBatchSharesOneTransaction(t *testing.T) {
 	}
 	if n := counter(t, db); n != 5 {
 		t.Fatalf("counter %d, want 5", n)
+	}
+}
+
+// BenchmarkHandler measures events through Handler into PostgreSQL (record the event id,
+// advance the aggregate version, one UPDATE as the effect): each in its own transaction,
+// and 100 to a transaction as the runner's batches do.
+func BenchmarkHandler(b *testing.B) {
+	for _, size := range []int{1, 100} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			db := setup(b)
+			ctx := context.Background()
+			h := idempotency.Handler(db, idempotency.HandlerConfig{Consumer: "bench"},
+				func(string) (*cartpb.CartEvent, bool) { return &cartpb.CartEvent{}, true },
+				func(ctx context.Context, tx *sqlx.Tx, _ *cartpb.CartEvent, _ kafka.Message) error { return increment(ctx)(tx) })
+			batch := idempotency.Batch(db)
+			msgs := make([]kafka.Message, size)
+			n := 0
+			for b.Loop() {
+				for i := range msgs {
+					n++
+					msgs[i] = cartMsg(b, fmt.Sprintf("ev-%d", n), int64(n))
+				}
+				if size == 1 {
+					if err := h(ctx, msgs[0]); err != nil {
+						b.Fatal(err)
+					}
+					continue
+				}
+				if err := batch(ctx, func(ctx context.Context) error {
+					for _, m := range msgs {
+						if err := h(ctx, m); err != nil {
+							return err
+						}
+					}
+					return nil
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+			if got := counter(b, db); got != n {
+				b.Fatalf("counter %d, want %d", got, n)
+			}
+		})
 	}
 }

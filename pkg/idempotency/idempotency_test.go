@@ -13,7 +13,7 @@ import (
 	"github.com/eventshop/eventshop/pkg/testkit"
 )
 
-func setup(t *testing.T) *sqlx.DB {
+func setup(t testing.TB) *sqlx.DB {
 	t.Helper()
 	db, _ := testkit.Database(t)
 	ctx := testkit.Context(t, time.Minute)
@@ -33,7 +33,7 @@ func increment(ctx context.Context) func(tx *sqlx.Tx) error {
 	}
 }
 
-func counter(t *testing.T, db *sqlx.DB) int {
+func counter(t testing.TB, db *sqlx.DB) int {
 	t.Helper()
 	var n int
 	if err := db.Get(&n, `SELECT n FROM counter`); err != nil {
