@@ -173,7 +173,9 @@ func BenchmarkHandler(b *testing.B) {
 			ctx := context.Background()
 			h := idempotency.Handler(db, idempotency.HandlerConfig{Consumer: "bench"},
 				func(string) (*cartpb.CartEvent, bool) { return &cartpb.CartEvent{}, true },
-				func(ctx context.Context, tx *sqlx.Tx, _ *cartpb.CartEvent, _ kafka.Message) error { return increment(ctx)(tx) })
+				func(ctx context.Context, tx *sqlx.Tx, _ *cartpb.CartEvent, _ kafka.Message) error {
+					return increment(ctx)(tx)
+				})
 			batch := idempotency.Batch(db)
 			msgs := make([]kafka.Message, size)
 			n := 0
