@@ -49,12 +49,13 @@ func Handler[E envelope.Envelope](db *sqlx.DB, cfg HandlerConfig, newEnv func(to
 		log = slog.New(slog.DiscardHandler)
 	}
 	report := func(ctx context.Context, topic string, o Outcome) {
-		if cfg.OnOutcome != nil {
-			cfg.OnOutcome(topic, o)
+		if b := batchOf(ctx, db); b != nil {
+			// Counted once the batch commits: a batch that fails is redone one event
+			// at a time (or retried whole after a deadlock), and reports then.
+			b.after = append(b.after, func() { reportNow(ctx, cfg, topic, o) })
+			return
 		}
-		if fn, ok := ctx.Value(outcomeKey{}).(func(string, Outcome)); ok {
-			fn(topic, o)
-		}
+		reportNow(ctx, cfg, topic, o)
 	}
 	return func(ctx context.Context, m kafka.Message) error {
 		env, ok := newEnv(m.Topic)
@@ -101,12 +102,18 @@ func Handler[E envelope.Envelope](db *sqlx.DB, cfg HandlerConfig, newEnv func(to
 			log.Info("event skipped", "outcome", string(outcome), "topic", m.Topic, "event_id", env.GetEventId(),
 				"aggregate_id", env.GetAggregateId(), "version", env.GetAggregateVersion())
 		}
-		if b := batchOf(ctx, db); b != nil {
-			b.after = append(b.after, func() { report(ctx, m.Topic, outcome) }) // once it commits
-			return nil
-		}
 		report(ctx, m.Topic, outcome)
 		return nil
+	}
+}
+
+// reportNow hands outcome o of an event of topic to cfg.OnOutcome and to WithOutcomes.
+func reportNow(ctx context.Context, cfg HandlerConfig, topic string, o Outcome) {
+	if cfg.OnOutcome != nil {
+		cfg.OnOutcome(topic, o)
+	}
+	if fn, ok := ctx.Value(outcomeKey{}).(func(string, Outcome)); ok {
+		fn(topic, o)
 	}
 }
 

@@ -208,3 +208,63 @@ func BenchmarkHandler(b *testing.B) {
 		})
 	}
 }
+
+// unknownMsg is a cart event whose payload kind (field 77) this build does not know.
+func unknownMsg(t testing.TB, id string) kafka.Message {
+	t.Helper()
+	ts, err := protoMarshalNow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := protowire.AppendTag(nil, 1, protowire.BytesType)
+	v = protowire.AppendString(v, id)
+	v = protowire.AppendTag(v, 3, protowire.BytesType)
+	v = protowire.AppendString(v, "cart-1")
+	v = protowire.AppendTag(v, 2, protowire.BytesType)
+	v = protowire.AppendBytes(v, ts)
+	v = protowire.AppendTag(v, 77, protowire.BytesType)
+	v = protowire.AppendBytes(v, nil)
+	return kafka.Message{Topic: "cart.events.v1", Value: v}
+}
+
+// TestBatchReportsUnknownOnlyOnceCommitted: an unknown payload kind inside a batch that
+// then fails (here a poison event after it) is handled again alone by the runner's
+// fallback; it must be counted once, like every other outcome, i.e. only once the
+// transaction it ran in committed.
+func TestBatchReportsUnknownOnlyOnceCommitted(t *testing.T) {
+	db := setup(t)
+	ctx := context.Background()
+	outcomes := map[idempotency.Outcome]int{}
+	h := idempotency.Handler(db, idempotency.HandlerConfig{Consumer: "inventory", OnOutcome: func(_ string, o idempotency.Outcome) { outcomes[o]++ }},
+		func(string) (*cartpb.CartEvent, bool) { return &cartpb.CartEvent{}, true },
+		func(ctx context.Context, tx *sqlx.Tx, e *cartpb.CartEvent, _ kafka.Message) error {
+			if e.GetEventId() == "poison" {
+				return kafka.Permanent(errors.New("invalid"))
+			}
+			return increment(ctx)(tx)
+		})
+	batch := idempotency.Batch(db)
+	ms := []kafka.Message{cartMsg(t, "u1", 1), unknownMsg(t, "u2"), cartMsg(t, "poison", 3)}
+	err := batch(ctx, func(ctx context.Context) error {
+		for _, m := range ms {
+			if err := h(ctx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		t.Fatal("a batch with a poison event succeeded")
+	}
+	if len(outcomes) != 0 {
+		t.Fatalf("outcomes %v reported for a rolled-back batch, want none", outcomes)
+	}
+	// The runner's fallback: one at a time.
+	for _, m := range ms {
+		_ = h(ctx, m)
+	}
+	want := map[idempotency.Outcome]int{idempotency.Applied: 1, idempotency.Unknown: 1}
+	if fmt.Sprint(outcomes) != fmt.Sprint(want) {
+		t.Fatalf("outcomes %v, want %v", outcomes, want)
+	}
+}
