@@ -278,15 +278,19 @@ func (r *Runner) event(ev ckafka.Event) (*ckafka.Message, error) {
 
 // processBatch handles ms, as one Batch call when there are several, else (or when that
 // call fails) one message at a time, and stores the offset of every message done. It
-// returns false when ctx ended before every message was done.
+// returns false when ctx ended before every message was done. The batch and its
+// fallback share one handler context: after shutdown begins they have ShutdownTimeout
+// in all, not each.
 func (r *Runner) processBatch(ctx context.Context, c *ckafka.Consumer, ms []*ckafka.Message) bool {
+	hctx, done := r.handlerContext(ctx)
+	defer done()
 	msgs := make([]Message, len(ms))
 	for i, e := range ms {
 		msgs[i] = fromCkafka(e)
 	}
 	if len(ms) > 1 {
 		start := time.Now()
-		err := r.callBatch(ctx, msgs)
+		err := r.callBatch(hctx, msgs)
 		if err == nil {
 			if r.cfg.Observer != nil {
 				per := time.Since(start) / time.Duration(len(ms))
@@ -300,7 +304,7 @@ func (r *Runner) processBatch(ctx context.Context, c *ckafka.Consumer, ms []*cka
 		r.log.Info("batch failed, handling its messages one at a time", "messages", len(ms), "err", err)
 	}
 	for i, m := range msgs {
-		if !r.process(ctx, m) {
+		if !r.process(ctx, hctx, m) {
 			return false
 		}
 		r.store(c, ms[i])
@@ -318,13 +322,14 @@ func (r *Runner) store(c *ckafka.Consumer, ms ...*ckafka.Message) {
 	}
 }
 
-// process runs the handler until the message is done (handled or dead-lettered). It
-// returns false when ctx ended before that: the message must not be stored.
-func (r *Runner) process(ctx context.Context, m Message) bool {
+// process runs the handler (in hctx, see handlerContext) until the message is done
+// (handled or dead-lettered). It returns false when ctx ended before that: the message
+// must not be stored.
+func (r *Runner) process(ctx, hctx context.Context, m Message) bool {
 	backoff := r.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		err := r.call(ctx, m)
+		err := r.call(hctx, m)
 		if r.cfg.Observer != nil {
 			r.cfg.Observer.Handled(r.cfg.GroupID, m.Topic, time.Since(start), err)
 		}
@@ -356,11 +361,9 @@ func (r *Runner) process(ctx context.Context, m Message) bool {
 	}
 }
 
-// call runs the handler with a context that survives shutdown for ShutdownTimeout, so
-// that the in-flight message finishes; a panic makes the message permanent (poison).
-func (r *Runner) call(ctx context.Context, m Message) (err error) {
-	hctx, done := r.handlerContext(ctx)
-	defer done()
+// call runs the handler in hctx, which survives shutdown for ShutdownTimeout so that
+// the in-flight message finishes; a panic makes the message permanent (poison).
+func (r *Runner) call(hctx context.Context, m Message) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = Permanent(fmt.Errorf("handler panic: %v\n%s", p, debug.Stack()))
@@ -380,11 +383,9 @@ func (r *Runner) handlerContext(ctx context.Context) (hctx context.Context, done
 	return hctx, func() { stop(); cancel() }
 }
 
-// callBatch runs the handler over ms inside one Batch call, with call's shutdown grace
-// and panic safety.
-func (r *Runner) callBatch(ctx context.Context, ms []Message) (err error) {
-	hctx, done := r.handlerContext(ctx)
-	defer done()
+// callBatch runs the handler over ms inside one Batch call in hctx, with call's panic
+// safety.
+func (r *Runner) callBatch(hctx context.Context, ms []Message) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panic in batch: %v", p)

@@ -663,3 +663,86 @@ func testBatch(t *testing.T, brokers string) {
 		t.Fatalf("a restarted member of the group handled %d messages again, want 0", n)
 	}
 }
+
+// TestBatchShutdownTimeoutBoundsFallback: a batch still running when shutdown begins
+// gets ShutdownTimeout to finish; if it does not, it rolls back and the runner's
+// one-at-a-time fallback must not grant every message of it a fresh ShutdownTimeout
+// (10 messages x 300ms here after a 1s grace, instead of stopping at about 1s). Whatever
+// did not commit is delivered again to the next member.
+func TestBatchShutdownTimeoutBoundsFallback(t *testing.T) {
+	brokers := testkit.KafkaBrokers(t)
+	topic := testkit.Topic(t, brokers, 1)
+	group := testkit.Name("batchstop")
+	p := newProducer(t, brokers)
+	ctx := testkit.Context(t, time.Minute)
+	const total = 10
+	for i := range total {
+		if err := p.Publish(ctx, kafka.Message{Topic: topic, Key: []byte("k"), Value: []byte(fmt.Sprintf("m/%d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := &txLog{}
+	cfg := consumerConfig(brokers, group, topic)
+	cfg.BatchSize, cfg.Batch, cfg.ShutdownTimeout = total, db.batch, time.Second
+	started := make(chan struct{})
+	var once sync.Once
+	h := func(ctx context.Context, m kafka.Message) error {
+		once.Do(func() { close(started) })
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+		if staged, ok := ctx.Value(stagedKey{}).(*[]string); ok {
+			*staged = append(*staged, string(m.Value))
+			return nil
+		}
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		db.applied = append(db.applied, string(m.Value))
+		db.sizes = append(db.sizes, 1)
+		return nil
+	}
+	_, stop := startRunner(t, cfg, p, h)
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("no message handled")
+	}
+	begin := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(begin)
+	db.mu.Lock()
+	done := append([]string(nil), db.applied...)
+	db.mu.Unlock()
+	t.Logf("stopped in %s with %d of %d messages applied (commits %v)", took, len(done), total, db.sizes)
+	if took > cfg.ShutdownTimeout+1500*time.Millisecond {
+		t.Errorf("runner took %s to stop, want about ShutdownTimeout (%s)", took, cfg.ShutdownTimeout)
+	}
+
+	// Nothing is lost: what was not applied reaches the next member.
+	again := newCollector()
+	startRunner(t, consumerConfig(brokers, group, topic), p, again.handler("again"))
+	testkit.Eventually(t, 30*time.Second, "the unapplied messages redelivered", func() bool {
+		again.mu.Lock()
+		defer again.mu.Unlock()
+		for i := range total {
+			v := fmt.Sprintf("m/%d", i)
+			if again.seen[v] == 0 && !slicesContains(done, v) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
