@@ -2,6 +2,8 @@ package outbox_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/outbox"
@@ -397,3 +400,132 @@ func TestCommitWakesRelayWithoutPolling(t *testing.T) {
 	}
 	rd.checkOrder(t, false)
 }
+
+// TestEnqueueKeepsBytesAndOrder: one Enqueue of several messages stores each key, payload
+// and header byte for byte (bytes that are no UTF-8, NUL, empty and nil values; lib/pq
+// binary_parameters is on) with ids in argument order, which is the order the relay
+// publishes an aggregate's rows in.
+func TestEnqueueKeepsBytesAndOrder(t *testing.T) {
+	db, _ := setupDB(t)
+	ctx := testkit.Context(t, 30*time.Second)
+	var msgs []kafka.Message
+	for i := range 300 {
+		m := kafka.Message{
+			Topic: "t",
+			Key:   []byte{0x00, 0xff, byte(i % 3), '"', '\\', '{', ','},
+			Value: []byte(fmt.Sprintf("\x00\xfe{\"v\":%d}\\", i)),
+			Headers: []kafka.Header{
+				{Key: outbox.HeaderEventID, Value: []byte(uuid.NewString())},
+				{Key: "bin", Value: []byte{0xc3, 0x28, 0x00, byte(i)}},
+				{Key: "quote\"\\", Value: nil},
+			},
+		}
+		switch i {
+		case 7:
+			m.Key = nil
+		case 8:
+			m.Value = nil
+		}
+		msgs = append(msgs, m)
+	}
+	if err := postgres.InTx(ctx, db, postgres.TxOptions{}, func(tx *sqlx.Tx) error {
+		return outbox.Enqueue(ctx, tx, msgs...)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var rows []struct {
+		EventID string `db:"event_id"`
+		Key     []byte `db:"msg_key"`
+		Payload []byte `db:"payload"`
+		Headers []byte `db:"headers"`
+	}
+	if err := db.SelectContext(ctx, &rows, `SELECT event_id, msg_key, payload, headers::text AS headers FROM outbox ORDER BY id`); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(msgs) {
+		t.Fatalf("%d rows, want %d", len(rows), len(msgs))
+	}
+	for i, r := range rows {
+		m := msgs[i]
+		if r.EventID != m.Header(outbox.HeaderEventID) {
+			t.Fatalf("row %d is event %s, want %s: rows must follow the argument order", i, r.EventID, m.Header(outbox.HeaderEventID))
+		}
+		if string(r.Key) != string(m.Key) || string(r.Payload) != string(m.Value) {
+			t.Fatalf("row %d: key %x payload %x, want %x and %x", i, r.Key, r.Payload, m.Key, m.Value)
+		}
+		var hs []struct {
+			K string `json:"k"`
+			V []byte `json:"v"`
+		}
+		if err := json.Unmarshal(r.Headers, &hs); err != nil {
+			t.Fatalf("row %d headers %s: %v", i, r.Headers, err)
+		}
+		if len(hs) != len(m.Headers) {
+			t.Fatalf("row %d: %d headers, want %d", i, len(hs), len(m.Headers))
+		}
+		for j, h := range hs {
+			if h.K != m.Headers[j].Key || string(h.V) != string(m.Headers[j].Value) {
+				t.Fatalf("row %d header %d: %q=%x, want %q=%x", i, j, h.K, h.V, m.Headers[j].Key, m.Headers[j].Value)
+			}
+		}
+	}
+}
+
+type ackAll struct{}
+
+func (ackAll) PublishAsync(_ context.Context, _ kafka.Message, cb func(error)) error {
+	cb(nil)
+	return nil
+}
+
+// TestOnlyEnqueueNotifies: the outbox trigger wakes relays once per committing Enqueue
+// transaction, and a relay's own work (marking rows sent, deleting old ones) wakes
+// nobody, or idle relays would keep waking each other.
+func TestOnlyEnqueueNotifies(t *testing.T) {
+	db, url := setupDB(t)
+	ctx := testkit.Context(t, 30*time.Second)
+	l := pq.NewListener(url, 10*time.Millisecond, time.Second, nil)
+	t.Cleanup(func() { _ = l.Close() })
+	if err := l.Listen(outbox.NotifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	count := func(wait time.Duration) int {
+		n := 0
+		deadline := time.After(wait)
+		for {
+			select {
+			case ev := <-l.Notify:
+				if ev != nil {
+					n++
+				}
+			case <-deadline:
+				return n
+			}
+		}
+	}
+	enqueue(t, db, "t", 3, 4, 5, "notify") // 12 rows in 3 transactions
+	if n := count(time.Second); n != 3 {
+		t.Fatalf("%d notifications for 3 committed Enqueue transactions, want 3", n)
+	}
+	if err := postgres.InTx(ctx, db, postgres.TxOptions{}, func(tx *sqlx.Tx) error {
+		if err := outbox.Enqueue(ctx, tx, kafka.Message{Topic: "t", Headers: []kafka.Header{{Key: outbox.HeaderEventID, Value: []byte(uuid.NewString())}}}); err != nil {
+			return err
+		}
+		return errRollback
+	}); !errors.Is(err, errRollback) {
+		t.Fatal(err)
+	}
+	r := outbox.NewRelay(db, ackAll{}, outbox.RelayConfig{Retention: time.Millisecond}, nil)
+	if n, err := r.PublishBatch(ctx); err != nil || n != 12 {
+		t.Fatalf("PublishBatch = %d, %v; want 12 rows", n, err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := r.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(time.Second); n != 0 {
+		t.Fatalf("%d notifications after a rolled-back Enqueue and the relay's own updates and deletes, want 0", n)
+	}
+}
+
+var errRollback = errors.New("roll back")
