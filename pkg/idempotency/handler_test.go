@@ -4,15 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/eventshop/eventshop/pkg/envelope"
 	"github.com/eventshop/eventshop/pkg/idempotency"
 	"github.com/eventshop/eventshop/pkg/kafka"
+	"github.com/eventshop/eventshop/pkg/testkit"
 	cartpb "github.com/eventshop/eventshop/proto/eventshop/cart/v1"
 )
 
@@ -267,4 +272,64 @@ func TestBatchReportsUnknownOnlyOnceCommitted(t *testing.T) {
 	if fmt.Sprint(outcomes) != fmt.Sprint(want) {
 		t.Fatalf("outcomes %v, want %v", outcomes, want)
 	}
+}
+
+// TestConcurrentBatchesDeadlockRetried: two batches that record the same events in
+// opposite orders (two members during a rebalance) deadlock on processed_events; the
+// victim is retried whole, so both succeed, each event applies once, and the outcomes
+// of the aborted attempt are not counted.
+func TestConcurrentBatchesDeadlockRetried(t *testing.T) {
+	db := setup(t)
+	ctx := testkit.Context(t, 30*time.Second)
+	var mu sync.Mutex
+	outcomes := map[idempotency.Outcome]int{}
+	h := idempotency.Handler(db, idempotency.HandlerConfig{Consumer: "inventory", OnOutcome: func(_ string, o idempotency.Outcome) {
+		mu.Lock()
+		defer mu.Unlock()
+		outcomes[o]++
+	}},
+		func(string) (*cartpb.CartEvent, bool) { return &cartpb.CartEvent{}, true },
+		func(ctx context.Context, tx *sqlx.Tx, _ *cartpb.CartEvent, _ kafka.Message) error {
+			return increment(ctx)(tx)
+		})
+	batch := idempotency.Batch(db)
+	msg := func(id, cart string) kafka.Message { // two aggregates, so neither event is stale
+		e := &cartpb.CartEvent{EventId: id, OccurredAt: envelope.Now(), AggregateId: cart, AggregateVersion: 1,
+			Payload: &cartpb.CartEvent_CouponApplied{CouponApplied: &cartpb.CouponApplied{UserId: "u", CouponCode: "X"}}}
+		m, err := envelope.Encode(context.Background(), "cart.events.v1", "test", e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	e1, e2 := msg("d1", "cart-1"), msg("d2", "cart-2")
+	var attempts atomic.Int32
+	run := func(ms ...kafka.Message) error {
+		return batch(ctx, func(ctx context.Context) error {
+			attempts.Add(1)
+			for i, m := range ms {
+				if i > 0 {
+					time.Sleep(300 * time.Millisecond) // let the other batch take its first event
+				}
+				if err := h(ctx, m); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	var g errgroup.Group
+	g.Go(func() error { return run(e1, e2) })
+	g.Go(func() error { return run(e2, e1) })
+	if err := g.Wait(); err != nil {
+		t.Fatalf("a batch failed: %v", err)
+	}
+	if n := counter(t, db); n != 2 {
+		t.Fatalf("counter %d, want 2: each event applies once", n)
+	}
+	want := map[idempotency.Outcome]int{idempotency.Applied: 2, idempotency.Duplicate: 2}
+	if fmt.Sprint(outcomes) != fmt.Sprint(want) {
+		t.Fatalf("outcomes %v, want %v", outcomes, want)
+	}
+	t.Logf("%d batch attempts", attempts.Load())
 }
