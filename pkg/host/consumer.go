@@ -15,8 +15,9 @@ type ConsumerTuning struct {
 	// SessionTimeout (KAFKA_SESSION_TIMEOUT): a member whose heartbeats stop for this
 	// long (a dead process) is removed from the group. The broker bounds it (6s-30m by default).
 	SessionTimeout time.Duration `env:"KAFKA_SESSION_TIMEOUT"`
-	// MaxPollInterval (KAFKA_MAX_POLL_INTERVAL): the longest one message, its handler and
-	// in-place retries together, may take. Past it the member leaves the group, its
+	// MaxPollInterval (KAFKA_MAX_POLL_INTERVAL): the longest one batch (see BatchSize, with
+	// its one-at-a-time redo if it fails) or one message's handler and in-place retries may
+	// take. Past it the member leaves the group, its
 	// partitions go to another member, and it rejoins once the message is done (the
 	// message is then delivered again; processed_events makes that harmless). Must not be
 	// below the session timeout.
