@@ -132,8 +132,11 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 		}
 		if n >= cfg.Events {
 			r := Result{Events: n, Elapsed: now.Sub(began)}
-			if d := now.Sub(first); d > 0 {
+			if d := now.Sub(first); d > 0 && n > firstCount {
 				r.PerSec = float64(n-firstCount) / d.Seconds()
+			} else {
+				// Everything committed in the first batch seen: count from the start.
+				r.PerSec = float64(n) / r.Elapsed.Seconds()
 			}
 			return r, nil
 		}

@@ -77,51 +77,47 @@ func cartSections(ctx context.Context, o options, withCart, withMemory bool) ([]
 
 	var runs []loadRun
 	var e2es []e2eRun
+	openLoop := func(rate float64, name, proto string, c cartload.Client, rec *cartload.Recorder) {
+		fmt.Fprintf(os.Stderr, "cart: %s open loop %.0f/s for %s ...\n", proto, rate, o.duration)
+		st := load.OpenLoop(ctx, rate, o.duration, 512, cartload.Op(c, plan(name), rec))
+		runs = append(runs, loadRun{fmt.Sprintf("%s open loop %.0f/s", proto, rate), "latency from the scheduled send time", st})
+	}
+	var col *e2elat.Collector
+	withE2E := func(rate float64, name string) error {
+		rec := &cartload.Recorder{}
+		openLoop(rate, name, "HTTP", httpc, rec)
+		fmt.Fprintf(os.Stderr, "cart: matching %d accepted adds to inventory outcomes ...\n", len(rec.All()))
+		r, err := e2elat.Wait(ctx, col, rec.All(), 60*time.Second)
+		e2es = append(e2es, e2eRun{rate: rate, res: r})
+		return err
+	}
 	if withCart {
-		col := &e2elat.Collector{}
+		col = &e2elat.Collector{}
 		stopReader, err := readOutcomes(ctx, o, run, col)
 		if err != nil {
 			return nil, err
 		}
-		// Below saturation first, so that the stack starts it without a backlog; then the
-		// target rate.
-		for i, rate := range []float64{o.e2eRate, o.rate} {
-			if rate <= 0 || (i == 0 && rate == o.rate) {
-				continue
-			}
-			rec := &cartload.Recorder{}
-			fmt.Fprintf(os.Stderr, "cart: HTTP open loop %.0f/s for %s ...\n", rate, o.duration)
-			st := load.OpenLoop(ctx, rate, o.duration, 512, cartload.Op(httpc, plan(fmt.Sprintf("ho%d", i)), rec))
-			runs = append(runs, loadRun{fmt.Sprintf("HTTP open loop %.0f/s", rate), "latency from the scheduled send time", st})
-			fmt.Fprintf(os.Stderr, "cart: matching %d accepted adds to inventory outcomes ...\n", len(rec.All()))
-			r, err := e2elat.Wait(ctx, col, rec.All(), 60*time.Second)
-			if err != nil {
-				stopReader()
+		defer stopReader()
+		// Below saturation first, on a stack without backlog.
+		if o.e2eRate > 0 && o.e2eRate != o.rate {
+			if err := withE2E(o.e2eRate, "ho0"); err != nil {
 				return nil, err
 			}
-			e2es = append(e2es, e2eRun{rate: rate, res: r})
 		}
-		stopReader()
-		fmt.Fprintf(os.Stderr, "cart: gRPC open loop %.0f/s for %s ...\n", o.rate, o.duration)
-		st := load.OpenLoop(ctx, o.rate, o.duration, 512, cartload.Op(grpcc, plan("go"), nil))
-		runs = append(runs, loadRun{fmt.Sprintf("gRPC open loop %.0f/s", o.rate), "latency from the scheduled send time", st})
 	}
 
-	// The HTTP maximum-throughput run, with memory and CPU sampled while it runs.
+	// The HTTP maximum-throughput run, with memory and CPU sampled while it runs: before
+	// the runs above the stack's capacity, whose queues would still be in the heap.
 	before := map[string]float64{}
 	for s, pid := range pids {
 		before[s], _ = proc.RSS(pid)
 	}
-	var peak proc.Peak
-	sctx, stopSampling := context.WithCancel(ctx)
-	sampled := make(chan struct{})
-	go func() { peak.Sample(sctx, pids, 250*time.Millisecond); close(sampled) }()
+	peak := sample(ctx, pids)
 	cpu0 := cpuNow(o)
 	fmt.Fprintf(os.Stderr, "cart: HTTP max throughput, %d workers for %s ...\n", o.workers, o.duration)
 	st := load.ClosedLoop(ctx, o.workers, o.duration, cartload.Op(httpc, plan("hm"), nil))
 	cpu := cpuShare(cpu0, cpuNow(o), st.Elapsed)
-	stopSampling()
-	<-sampled
+	peak.stop()
 	heap := map[string]float64{}
 	if withMemory {
 		for s, base := range metricsURLs(o) {
@@ -132,7 +128,15 @@ func cartSections(ctx context.Context, o options, withCart, withMemory bool) ([]
 	}
 	httpMax := st
 	runs = append(runs, loadRun{fmt.Sprintf("HTTP max, %d workers", o.workers), "closed loop", st})
+
+	var overload *sampler
 	if withCart {
+		overload = sample(ctx, pids)
+		if err := withE2E(o.rate, "ho1"); err != nil {
+			return nil, err
+		}
+		openLoop(o.rate, "go", "gRPC", grpcc, nil)
+		overload.stop()
 		fmt.Fprintf(os.Stderr, "cart: gRPC max throughput, %d workers for %s ...\n", o.workers, o.duration)
 		st := load.ClosedLoop(ctx, o.workers, o.duration, cartload.Op(grpcc, plan("gm"), nil))
 		runs = append(runs, loadRun{fmt.Sprintf("gRPC max, %d workers", o.workers), "closed loop, one HTTP/2 connection", st})
@@ -143,9 +147,24 @@ func cartSections(ctx context.Context, o options, withCart, withMemory bool) ([]
 		secs = append(secs, loadSection(o, runs, httpMax, cpu), e2eSection(o, e2es))
 	}
 	if withMemory {
-		secs = append(secs, memorySection(o, idle, before, heap, &peak, cpu, httpMax, withCart))
+		secs = append(secs, memorySection(o, idle, before, heap, peak, overload, cpu, httpMax))
 	}
 	return secs, nil
+}
+
+// sampler records the peak RSS of each service from sample until stop.
+type sampler struct {
+	proc.Peak
+	stop func()
+}
+
+func sample(ctx context.Context, pids map[string]int) *sampler {
+	sp := &sampler{}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { sp.Sample(sctx, pids, 250*time.Millisecond); close(done) }()
+	sp.stop = func() { cancel(); <-done }
+	return sp
 }
 
 // metricsURLs returns each service's HTTP base URL: the cart's from -cart-http, the
@@ -283,7 +302,7 @@ func e2eSection(o options, runs []e2eRun) report.Section {
 		}
 	}
 	if len(runs) > 1 {
-		sec.Notes = append(sec.Notes, fmt.Sprintf("the %.0f/s run is below what the stack sustains (see the max-throughput runs): it shows the pipeline's own latency; a rate above that ceiling measures the queue in front of it", o.e2eRate))
+		sec.Notes = append(sec.Notes, fmt.Sprintf("the %.0f/s run comes first, on a stack without backlog, below what the stack sustains (see the max-throughput runs): it shows the pipeline's own latency; the %.0f/s run follows the HTTP max-throughput run, and a rate above the stack's ceiling measures the queue in front of it", o.e2eRate, o.rate))
 	}
 	sec.Notes = append(sec.Notes,
 		"method: each accepted AddItem is recorded with the cart id, cart version and product from the API's answer and the time the answer arrived; "+
@@ -294,10 +313,13 @@ func e2eSection(o options, runs []e2eRun) report.Section {
 	return sec
 }
 
-func memorySection(o options, idle, before, heap map[string]float64, peak *proc.Peak, cpu map[string]float64, run load.Stats, afterOpenLoop bool) report.Section {
+func memorySection(o options, idle, before, heap map[string]float64, peak, overload *sampler, cpu map[string]float64, run load.Stats) report.Section {
 	sec := report.Section{
 		Title:   fmt.Sprintf("Resident memory (VmRSS) of each service: idle, and peak during the HTTP max-throughput run (%d workers)", o.workers),
 		Columns: []string{"idle_mb", "before_max_mb", "load_mb", "go_heap_inuse_mb", "cpu_pct_under_load"},
+	}
+	if overload != nil {
+		sec.Columns = append(sec.Columns, "overload_mb")
 	}
 	worst, worstName := 0.0, ""
 	for _, s := range services {
@@ -305,18 +327,18 @@ func memorySection(o options, idle, before, heap map[string]float64, peak *proc.
 		if mb > worst {
 			worst, worstName = mb, s
 		}
-		sec.Rows = append(sec.Rows, report.Row{Name: s, Metrics: map[string]float64{"idle_mb": idle[s], "before_max_mb": before[s], "load_mb": mb, "go_heap_inuse_mb": heap[s], "cpu_pct_under_load": cpu[s]}})
+		m := map[string]float64{"idle_mb": idle[s], "before_max_mb": before[s], "load_mb": mb, "go_heap_inuse_mb": heap[s], "cpu_pct_under_load": cpu[s]}
+		if overload != nil {
+			m["overload_mb"] = overload.Max(s)
+		}
+		sec.Rows = append(sec.Rows, report.Row{Name: s, Metrics: m})
 	}
 	sec.Targets = append(sec.Targets, target(fmt.Sprintf("each service <= 60 MB resident under load: largest %s %.1f MB", worstName, worst), worst > 0 && worst <= 60))
 	sec.Notes = append(sec.Notes, "RSS read from /proc/<pid>/status every 250 ms; pids from "+o.pidDir+"; idle_mb before any load, before_max_mb just before the max-throughput run; cpu_pct is the share of one core over the run",
-		fmt.Sprintf("the load: %d AddItems in %s, %.0f req/s, p99 %.1f ms, %d errors; %s", run.Requests, run.Elapsed.Round(time.Millisecond), run.PerSec, run.P99, run.Errors, cpuNote(cpu)))
-	if worst > 60 {
-		sec.Notes = append(sec.Notes, "likely cause of the missed target: go_heap_inuse_mb (go_memstats_heap_inuse_bytes from each service's /metrics, read right after the run) shows how much of the RSS is Go heap; "+
-			"the rest is the Go runtime's retained heap (returned to the OS lazily), goroutine stacks and librdkafka's C buffers (consumer pre-fetch queues, queued.max.messages.kbytes, and the producer queue), which no Go profile sees; "+
-			"the services expose no pprof endpoint, so no heap profile was taken; candidate fixes: GOMEMLIMIT, and a smaller librdkafka pre-fetch queue")
-		if afterOpenLoop {
-			sec.Notes = append(sec.Notes, "this max-throughput run follows the open-loop runs, whose backlog (up to 512 requests in flight when the stack serves fewer than the rate) grows the heap first; compare before_max_mb, or run `-sections memory` alone")
-		}
+		fmt.Sprintf("the load: %d AddItems in %s, %.0f req/s, p99 %.1f ms, %d errors; %s", run.Requests, run.Elapsed.Round(time.Millisecond), run.PerSec, run.P99, run.Errors, cpuNote(cpu)),
+		"go_heap_inuse_mb is go_memstats_heap_inuse_bytes from each service's /metrics right after the run; the rest of the RSS is the binary's mapped code (about 25 MB, librdkafka is linked in), librdkafka's C buffers (consumer pre-fetch is capped at 8 MB per group), stacks and heap the Go runtime has not yet returned to the OS")
+	if overload != nil {
+		sec.Notes = append(sec.Notes, fmt.Sprintf("overload_mb is the peak during the HTTP and gRPC open-loop runs at %.0f/s, above what the stack sustains: up to 512 requests then wait in each service's queue, and their goroutines and buffers grow the heap; the Go runtime returns that memory to the OS only gradually afterwards", o.rate))
 	}
 	return sec
 }

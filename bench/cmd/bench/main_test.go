@@ -190,12 +190,13 @@ func TestSmoke(t *testing.T) {
 	if len(cart.Rows) != 4 {
 		t.Fatalf("cart rows %+v", cart.Rows)
 	}
-	for _, r := range cart.Rows[:2] { // open loop: 40/s for 1 s
-		if r.Metrics["requests"] != 40 || r.Metrics["errors"] != 0 {
-			t.Errorf("%s: %v (note %q)", r.Name, r.Metrics, r.Note)
+	for _, r := range cart.Rows {
+		if strings.Contains(r.Name, "open loop") { // 40/s for 1 s
+			if r.Metrics["requests"] != 40 || r.Metrics["errors"] != 0 {
+				t.Errorf("%s: %v (note %q)", r.Name, r.Metrics, r.Note)
+			}
+			continue
 		}
-	}
-	for _, r := range cart.Rows[2:] {
 		if r.Metrics["requests"] < 1 || r.Metrics["errors"] != 0 || r.Metrics["p99_ms"] < r.Metrics["p50_ms"] {
 			t.Errorf("%s: %v (note %q)", r.Name, r.Metrics, r.Note)
 		}
