@@ -241,10 +241,14 @@ func TestCartOpenAPISpecEmbedded(t *testing.T) {
 	if doc.Swagger != "2.0" {
 		t.Errorf("swagger = %q, want 2.0", doc.Swagger)
 	}
-	for _, p := range []string{"/v1/cart", "/v1/cart/items", "/v1/cart/items/{productId}", "/v1/cart/coupon", "/v1/cart/checkout"} {
+	for _, p := range []string{"/v1/cart", "/v1/cart/items", "/v1/cart/items/{product_id}", "/v1/cart/coupon", "/v1/cart/checkout"} {
 		if _, ok := doc.Paths[p]; !ok {
 			t.Errorf("CartSpec has no path %s", p)
 		}
+	}
+	// The gateway answers with proto field names (pkg/server: UseProtoNames); so must the document.
+	if s := string(openapi.CartSpec); strings.Contains(s, `"cartId"`) || !strings.Contains(s, `"cart_id"`) {
+		t.Errorf("CartSpec names fields in lowerCamelCase, the API answers with proto names (cart_id)")
 	}
 	if b, err := openapi.FS.ReadFile("cart.swagger.json"); err != nil || string(b) != string(openapi.CartSpec) {
 		t.Errorf("FS does not hold cart.swagger.json (err %v)", err)
