@@ -41,12 +41,15 @@ who_listens() {
 	fi
 }
 
-# port_taken_die PORT WHAT VAR: fail, naming the fix, because PORT is held by someone else.
+# port_taken_die PORT WHAT [VAR]: fail, naming the fix, because PORT is held by someone
+# else; VAR is the variable that moves the port, if there is one.
 port_taken_die() {
-	local port=$1 what=$2 var=$3 who
+	local port=$1 what=$2 var=${3:-} who fix
 	who="$(who_listens "$port")"
+	fix="stop that process, or choose another port, e.g. export $var=<free port> (and use the same value for tests)"
+	[[ -n $var ]] || fix="stop that process (this port is fixed)"
 	die "port 127.0.0.1:$port (for $what) is already in use by a process this script did not start${who:+: $who}.
-    Fix: stop that process, or choose another port, e.g. export $var=<free port> (and use the same value for tests)."
+    Fix: $fix."
 }
 
 # pid_alive PID

@@ -48,7 +48,7 @@ start_one() {
 		return 0
 	fi
 	for p in "$hport" "$gport"; do
-		port_open 127.0.0.1 "$p" && port_taken_die "$p" "$name" "HTTP_ADDR/GRPC_ADDR of $name"
+		port_open 127.0.0.1 "$p" && port_taken_die "$p" "$name"
 	done
 	log "starting $name: http 127.0.0.1:$hport grpc 127.0.0.1:$gport (log $ES_LOGS/$name.log)"
 	(
