@@ -28,6 +28,9 @@ type scale struct {
 	users  int           // simulated users, each its own goroutine
 	rounds int           // carts each user fills and checks out
 	pause  time.Duration // between two commands of one user
+	// hold pauses the users while the fault runs (they resume when it returns), so that
+	// the rest of the load meets the system as the fault left it.
+	hold bool
 }
 
 func currentScale() scale {
@@ -56,6 +59,7 @@ type ack struct {
 // load counts what the simulated users sent and what the cart answered.
 type load struct {
 	sent, acked, rejected, failed atomic.Int64
+	gate                          sync.RWMutex // write-locked while a fault holds the load
 
 	mu      sync.Mutex
 	acks    []ack
@@ -119,6 +123,8 @@ func (u *user) round(ctx context.Context, i int, pause time.Duration) {
 		if ctx.Err() != nil {
 			return
 		}
+		u.l.gate.RLock() // waits while a fault holds the load
+		u.l.gate.RUnlock()
 		u.do(ctx, s.op, s.method, s.path, s.body)
 		time.Sleep(pause/2 + time.Duration(u.rng.Int64N(int64(pause))))
 	}

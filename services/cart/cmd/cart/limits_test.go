@@ -260,7 +260,7 @@ func TestDatabaseFaultsAreBoundedAndRecover(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	const requestTimeout = 3 * time.Second
+	const requestTimeout = 8 * time.Second // long enough for 10 requests to reach the lock on a busy machine
 	common := []string{"KAFKA_BROKERS=" + brokers, "CART_EVENTS_TOPIC=" + cartTopic, "PRODUCTS_TOPIC=" + productsTopic,
 		"INVENTORY_EVENTS_TOPIC=" + testkit.Topic(t, brokers, 1), "DISCOUNT_EVENTS_TOPIC=" + testkit.Topic(t, brokers, 1),
 		"CATALOG_GROUP=" + testkit.Name("catalog"), "CONSUMER_GROUP=" + testkit.Name("cart"), "DATABASE_MAX_CONNS=4"}
@@ -308,7 +308,7 @@ func TestDatabaseFaultsAreBoundedAndRecover(t *testing.T) {
 		for range 2 {
 			wg.Go(func() { replies <- cart.addItemGRPC(t, victim) })
 		}
-		testkit.Eventually(t, 5*time.Second, "pool exhausted: 4 commands wait on the lock", func() bool {
+		testkit.Eventually(t, requestTimeout, "pool exhausted: 4 commands wait on the lock", func() bool {
 			var n int
 			_ = db.Get(&n, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`)
 			return n == 4

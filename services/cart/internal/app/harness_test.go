@@ -66,6 +66,9 @@ func baseConfig(t testing.TB) (app.Config, *sqlx.DB) {
 		InventoryTopic: testkit.Topic(t, brokers, 3),
 		DiscountTopic:  testkit.Topic(t, brokers, 3),
 		DevMode:        true, LogLevel: "info", ShutdownTimeout: 10 * time.Second,
+		// 50 commands on one cart queue on its lock; on a busy 2-core machine they can
+		// need longer than the 10s default (cmd/cart's limits test covers the timeout).
+		RequestTimeout: 25 * time.Second,
 	}, db
 }
 
