@@ -26,13 +26,13 @@ func scenarioAt(t *testing.T, sc scale, opts stack.Options, fault func(t *testin
 	total := int64(sc.users * sc.rounds * 4)
 	testkit.Eventually(t, 2*time.Minute, "a third of the load sent", func() bool { return l.sent.Load() >= total/3 })
 	t.Logf("scale %s: %d users x %d carts; fault at %d commands sent", sc.name, sc.users, sc.rounds, l.sent.Load())
+	release := func() {}
 	if sc.hold {
-		l.gate.Lock()
+		release = l.hold()
+		defer release() // also when the fault fails the test
 	}
 	fault(t, st)
-	if sc.hold {
-		l.gate.Unlock()
-	}
+	release()
 	wait()
 	t.Logf("load done: %s; rejections: %v", l, l.reasons)
 	if l.acked.Load() == 0 || l.failed.Load() != 0 {

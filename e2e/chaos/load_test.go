@@ -59,11 +59,36 @@ type ack struct {
 // load counts what the simulated users sent and what the cart answered.
 type load struct {
 	sent, acked, rejected, failed atomic.Int64
-	gate                          sync.RWMutex // write-locked while a fault holds the load
+	holdMu                        sync.Mutex
+	resumed                       chan struct{} // non-nil while a fault holds the load; closed to resume
 
 	mu      sync.Mutex
 	acks    []ack
 	reasons map[string]int // 4xx answers by operation and message
+}
+
+// hold makes the users wait before their next command until release is called (once
+// or more).
+func (l *load) hold() (release func()) {
+	ch := make(chan struct{})
+	l.holdMu.Lock()
+	l.resumed = ch
+	l.holdMu.Unlock()
+	return sync.OnceFunc(func() {
+		l.holdMu.Lock()
+		l.resumed = nil
+		l.holdMu.Unlock()
+		close(ch)
+	})
+}
+
+func (l *load) waitWhileHeld() {
+	l.holdMu.Lock()
+	ch := l.resumed
+	l.holdMu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 func (l *load) String() string {
@@ -123,8 +148,7 @@ func (u *user) round(ctx context.Context, i int, pause time.Duration) {
 		if ctx.Err() != nil {
 			return
 		}
-		u.l.gate.RLock() // waits while a fault holds the load
-		u.l.gate.RUnlock()
+		u.l.waitWhileHeld()
 		u.do(ctx, s.op, s.method, s.path, s.body)
 		time.Sleep(pause/2 + time.Duration(u.rng.Int64N(int64(pause))))
 	}
