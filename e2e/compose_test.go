@@ -358,8 +358,61 @@ type envVar struct {
 
 // configEnv collects the `env:"NAME"` tags of the Config struct declared in dir (nested
 // structs of the same package are followed, with their envPrefix). ok is false when dir has
-// no Go source yet; a package with source but no Config type is a test failure.
+// no Go source yet; a package with source but no Config type is a test failure. Structs
+// of pkg/host embedded or named as host.X are followed too.
 func configEnv(t *testing.T, dir string) (map[string]envVar, bool) {
+	t.Helper()
+	structs, files := structTypes(t, dir)
+	if files == 0 {
+		return nil, false
+	}
+	cfg, ok := structs["Config"]
+	if !ok {
+		t.Fatalf("%s: no Config struct type; the services read their environment into app.Config", dir)
+	}
+	// The settings every service shares are a pkg/host struct embedded in Config.
+	hostStructs, _ := structTypes(t, repoPath(t, "pkg/host"))
+	vars := map[string]envVar{}
+	var walk func(st *ast.StructType, pkg map[string]*ast.StructType, prefix string, depth int)
+	walk = func(st *ast.StructType, pkg map[string]*ast.StructType, prefix string, depth int) {
+		for _, field := range st.Fields.List {
+			var tag reflect.StructTag
+			if field.Tag != nil {
+				raw, err := strconv.Unquote(field.Tag.Value)
+				if err != nil {
+					t.Fatalf("%s: struct tag %s: %v", dir, field.Tag.Value, err)
+				}
+				tag = reflect.StructTag(raw)
+			}
+			if name, opts, _ := strings.Cut(tag.Get("env"), ","); name != "" {
+				required := slices.Contains(strings.Split(opts, ","), "required") || slices.Contains(strings.Split(opts, ","), "notEmpty")
+				vars[prefix+name] = envVar{def: tag.Get("envDefault"), required: required}
+				continue
+			}
+			if depth >= 5 {
+				continue
+			}
+			switch typ := field.Type.(type) {
+			case *ast.Ident:
+				if nested, ok := pkg[typ.Name]; ok {
+					walk(nested, pkg, prefix+tag.Get("envPrefix"), depth+1)
+				}
+			case *ast.SelectorExpr:
+				if x, ok := typ.X.(*ast.Ident); ok && x.Name == "host" {
+					if nested, ok := hostStructs[typ.Sel.Name]; ok {
+						walk(nested, hostStructs, prefix+tag.Get("envPrefix"), depth+1)
+					}
+				}
+			}
+		}
+	}
+	walk(cfg, structs, "", 0)
+	return vars, true
+}
+
+// structTypes returns the struct types declared in the non-test Go files of dir, and how
+// many such files there are.
+func structTypes(t *testing.T, dir string) (map[string]*ast.StructType, int) {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil && !os.IsNotExist(err) {
@@ -386,39 +439,7 @@ func configEnv(t *testing.T, dir string) (map[string]envVar, bool) {
 			return true
 		})
 	}
-	if files == 0 {
-		return nil, false
-	}
-	cfg, ok := structs["Config"]
-	if !ok {
-		t.Fatalf("%s: no Config struct type; the services read their environment into app.Config", dir)
-	}
-	vars := map[string]envVar{}
-	var walk func(st *ast.StructType, prefix string, depth int)
-	walk = func(st *ast.StructType, prefix string, depth int) {
-		for _, field := range st.Fields.List {
-			var tag reflect.StructTag
-			if field.Tag != nil {
-				raw, err := strconv.Unquote(field.Tag.Value)
-				if err != nil {
-					t.Fatalf("%s: struct tag %s: %v", dir, field.Tag.Value, err)
-				}
-				tag = reflect.StructTag(raw)
-			}
-			if name, opts, _ := strings.Cut(tag.Get("env"), ","); name != "" {
-				required := slices.Contains(strings.Split(opts, ","), "required") || slices.Contains(strings.Split(opts, ","), "notEmpty")
-				vars[prefix+name] = envVar{def: tag.Get("envDefault"), required: required}
-				continue
-			}
-			if id, ok := field.Type.(*ast.Ident); ok && depth < 5 {
-				if nested, ok := structs[id.Name]; ok {
-					walk(nested, prefix+tag.Get("envPrefix"), depth+1)
-				}
-			}
-		}
-	}
-	walk(cfg, "", 0)
-	return vars, true
+	return structs, files
 }
 
 func TestComposeInfrastructure(t *testing.T) {

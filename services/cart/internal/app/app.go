@@ -7,18 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/eventshop/eventshop/pkg/auth"
 	"github.com/eventshop/eventshop/pkg/envelope"
 	"github.com/eventshop/eventshop/pkg/host"
 	"github.com/eventshop/eventshop/pkg/idempotency"
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/outbox"
 	"github.com/eventshop/eventshop/pkg/postgres"
-	"github.com/eventshop/eventshop/pkg/server"
 	cartpb "github.com/eventshop/eventshop/proto/eventshop/cart/v1"
 	"github.com/eventshop/eventshop/proto/openapi"
 	"github.com/eventshop/eventshop/services/cart/internal/api"
@@ -31,28 +28,18 @@ import (
 // Config is the cart service's configuration, read from the environment. The defaults
 // work on the local stack (`make up`).
 type Config struct {
-	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:"127.0.0.1:8081"`
-	GRPCAddr        string        `env:"GRPC_ADDR" envDefault:"127.0.0.1:9081"`
-	DatabaseURL     string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:15432/cart?sslmode=disable"`
-	DatabaseConns   int           `env:"DATABASE_MAX_CONNS" envDefault:"20"`
-	KafkaBrokers    string        `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:19092"`
-	CartTopic       string        `env:"CART_EVENTS_TOPIC" envDefault:"cart.events.v1"`
-	ProductsTopic   string        `env:"PRODUCTS_TOPIC" envDefault:"inventory.products.v1"`
-	CatalogGroup    string        `env:"CATALOG_GROUP" envDefault:"cart-catalog"`
-	ConsumerGroup   string        `env:"CONSUMER_GROUP" envDefault:"cart"`
-	InventoryTopic  string        `env:"INVENTORY_EVENTS_TOPIC" envDefault:"inventory.events.v1"`
-	DiscountTopic   string        `env:"DISCOUNT_EVENTS_TOPIC" envDefault:"discount.events.v1"`
-	CreateTopics    bool          `env:"KAFKA_CREATE_TOPICS" envDefault:"true"`
-	AuthSecret      string        `env:"AUTH_JWT_SECRET"`
-	DevMode         bool          `env:"DEV_MODE" envDefault:"false"`
-	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	PprofAddr       string        `env:"PPROF_ADDR"` // e.g. 127.0.0.1:6061; off when empty
-	RequestTimeout  time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s"`
-	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"2m"`
+	HTTPAddr       string `env:"HTTP_ADDR" envDefault:"127.0.0.1:8081"`
+	GRPCAddr       string `env:"GRPC_ADDR" envDefault:"127.0.0.1:9081"`
+	DatabaseURL    string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:15432/cart?sslmode=disable"`
+	CartTopic      string `env:"CART_EVENTS_TOPIC" envDefault:"cart.events.v1"`
+	ProductsTopic  string `env:"PRODUCTS_TOPIC" envDefault:"inventory.products.v1"`
+	CatalogGroup   string `env:"CATALOG_GROUP" envDefault:"cart-catalog"`
+	ConsumerGroup  string `env:"CONSUMER_GROUP" envDefault:"cart"`
+	InventoryTopic string `env:"INVENTORY_EVENTS_TOPIC" envDefault:"inventory.events.v1"`
+	DiscountTopic  string `env:"DISCOUNT_EVENTS_TOPIC" envDefault:"discount.events.v1"`
 
-	// Consumer holds KAFKA_SESSION_TIMEOUT and KAFKA_MAX_POLL_INTERVAL (see host.ConsumerTuning).
-	Consumer host.ConsumerTuning
+	// The database pool size, Kafka brokers, auth, timeouts, logging and consumer tuning.
+	host.ServiceConfig
 }
 
 // LoadConfig reads Config from the environment.
@@ -61,17 +48,7 @@ func LoadConfig() (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	return cfg, cfg.Consumer.Validate()
-}
-
-// AuthConfig is the JWT configuration; in development mode without a secret the
-// well-known development key is used.
-func (c Config) AuthConfig() auth.Config {
-	secret := c.AuthSecret
-	if secret == "" && c.DevMode {
-		secret = auth.DevSigningKey
-	}
-	return auth.Config{Secret: secret, DevMode: c.DevMode}
+	return cfg, cfg.Validate()
 }
 
 // App is a cart service ready to run.
@@ -81,8 +58,7 @@ type App struct{ host *host.Host }
 // wires the API, the outbox relay and the catalog consumer. On error, what was opened is
 // closed again.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
-	h, err := host.New(ctx, host.Config{Name: "cart", HTTPAddr: cfg.HTTPAddr, GRPCAddr: cfg.GRPCAddr, Auth: cfg.AuthConfig(), ShutdownTimeout: cfg.ShutdownTimeout, PprofAddr: cfg.PprofAddr,
-		Timeouts: server.Timeouts{Request: cfg.RequestTimeout, HTTPIdle: cfg.HTTPIdleTimeout}}, log)
+	h, err := host.New(ctx, cfg.Host("cart", cfg.HTTPAddr, cfg.GRPCAddr), log)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/eventshop/eventshop/pkg/auth"
 	"github.com/eventshop/eventshop/pkg/envelope"
+	"github.com/eventshop/eventshop/pkg/host"
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/testkit"
 	cartpb "github.com/eventshop/eventshop/proto/eventshop/cart/v1"
@@ -56,19 +57,18 @@ func baseConfig(t testing.TB) (app.Config, *sqlx.DB) {
 	db, url := testkit.Database(t)
 	brokers := testkit.KafkaBrokers(t)
 	return app.Config{
-		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0",
-		DatabaseURL: url, DatabaseConns: 20,
-		KafkaBrokers:   brokers,
+		HTTPAddr:       "127.0.0.1:0",
+		GRPCAddr:       "127.0.0.1:0",
+		DatabaseURL:    url,
 		CartTopic:      testkit.Topic(t, brokers, 6),
 		ProductsTopic:  testkit.Topic(t, brokers, 1),
 		CatalogGroup:   testkit.Name("cart-catalog"),
 		ConsumerGroup:  testkit.Name("cart"),
 		InventoryTopic: testkit.Topic(t, brokers, 3),
 		DiscountTopic:  testkit.Topic(t, brokers, 3),
-		DevMode:        true, LogLevel: "info", ShutdownTimeout: 10 * time.Second,
 		// 50 commands on one cart queue on its lock; on a busy 2-core machine they can
 		// need longer than the 10s default (cmd/cart's limits test covers the timeout).
-		RequestTimeout: 25 * time.Second,
+		ServiceConfig: host.ServiceConfig{DatabaseConns: 20, KafkaBrokers: brokers, DevMode: true, LogLevel: "info", ShutdownTimeout: 10 * time.Second, RequestTimeout: 25 * time.Second},
 	}, db
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/eventshop/eventshop/pkg/auth"
+	"github.com/eventshop/eventshop/pkg/host"
 	"github.com/eventshop/eventshop/services/discount/internal/app"
 )
 
@@ -20,11 +21,14 @@ func TestLoadConfigDefaultsAndOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := app.Config{
-		HTTPAddr: "127.0.0.1:8084", GRPCAddr: "127.0.0.1:9084",
-		DatabaseURL: "postgres://postgres@127.0.0.1:15432/discount?sslmode=disable", DatabaseConns: 20,
-		KafkaBrokers: "127.0.0.1:19092", CartTopic: "cart.events.v1", DiscountTopic: "discount.events.v1",
-		ConsumerGroup: "discount", CreateTopics: true, AdminUsers: []string{"admin"}, LogLevel: "info", ShutdownTimeout: 20 * time.Second,
-		RequestTimeout: 10 * time.Second, HTTPIdleTimeout: 2 * time.Minute,
+		HTTPAddr:      "127.0.0.1:8084",
+		GRPCAddr:      "127.0.0.1:9084",
+		DatabaseURL:   "postgres://postgres@127.0.0.1:15432/discount?sslmode=disable",
+		CartTopic:     "cart.events.v1",
+		DiscountTopic: "discount.events.v1",
+		ConsumerGroup: "discount",
+		AdminUsers:    []string{"admin"},
+		ServiceConfig: host.ServiceConfig{DatabaseConns: 20, KafkaBrokers: "127.0.0.1:19092", CreateTopics: true, LogLevel: "info", ShutdownTimeout: 20 * time.Second, RequestTimeout: 10 * time.Second, HTTPIdleTimeout: 2 * time.Minute},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Fatalf("defaults (-want +got):\n%s", diff)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/eventshop/eventshop/pkg/auth"
 	"github.com/eventshop/eventshop/pkg/envelope"
+	"github.com/eventshop/eventshop/pkg/host"
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/testkit"
 	cartpb "github.com/eventshop/eventshop/proto/eventshop/cart/v1"
@@ -53,16 +54,14 @@ func newEnv(t *testing.T, cartPartitions int) *env {
 	db, url := testkit.Database(t)
 	brokers := testkit.KafkaBrokers(t)
 	cfg := app.Config{
-		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0",
-		DatabaseURL: url, DatabaseConns: 10,
-		KafkaBrokers:  brokers,
+		HTTPAddr:      "127.0.0.1:0",
+		GRPCAddr:      "127.0.0.1:0",
+		DatabaseURL:   url,
 		CartTopic:     testkit.Topic(t, brokers, cartPartitions),
 		DiscountTopic: testkit.Topic(t, brokers, 3),
 		ConsumerGroup: testkit.Name("discount"),
-		CreateTopics:  false,
-		DevMode:       true,
 		AdminUsers:    []string{"admin"},
-		LogLevel:      "info", ShutdownTimeout: 10 * time.Second,
+		ServiceConfig: host.ServiceConfig{DatabaseConns: 10, KafkaBrokers: brokers, CreateTopics: false, DevMode: true, LogLevel: "info", ShutdownTimeout: 10 * time.Second},
 	}
 	// The runner creates its dead-letter topic if missing; creating it here deletes it too.
 	testkit.CreateTopics(t, brokers, kafka.TopicSpec{Name: kafka.DLQTopic(cfg.CartTopic, cfg.ConsumerGroup), Partitions: 1})

@@ -12,13 +12,11 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/eventshop/eventshop/pkg/auth"
 	"github.com/eventshop/eventshop/pkg/host"
 	"github.com/eventshop/eventshop/pkg/idempotency"
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/outbox"
 	"github.com/eventshop/eventshop/pkg/postgres"
-	"github.com/eventshop/eventshop/pkg/server"
 	inventorypb "github.com/eventshop/eventshop/proto/eventshop/inventory/v1"
 	"github.com/eventshop/eventshop/services/inventory/internal/api"
 	"github.com/eventshop/eventshop/services/inventory/internal/events"
@@ -33,26 +31,16 @@ type Config struct {
 	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:"127.0.0.1:8082"`
 	GRPCAddr        string        `env:"GRPC_ADDR" envDefault:"127.0.0.1:9082"`
 	DatabaseURL     string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:15432/inventory?sslmode=disable"`
-	DatabaseConns   int           `env:"DATABASE_MAX_CONNS" envDefault:"20"`
-	KafkaBrokers    string        `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:19092"`
 	CartTopic       string        `env:"CART_EVENTS_TOPIC" envDefault:"cart.events.v1"`
 	InventoryTopic  string        `env:"INVENTORY_EVENTS_TOPIC" envDefault:"inventory.events.v1"`
 	ProductsTopic   string        `env:"PRODUCTS_TOPIC" envDefault:"inventory.products.v1"`
 	ConsumerGroup   string        `env:"CONSUMER_GROUP" envDefault:"inventory"`
-	CreateTopics    bool          `env:"KAFKA_CREATE_TOPICS" envDefault:"true"`
-	AuthSecret      string        `env:"AUTH_JWT_SECRET"`
-	DevMode         bool          `env:"DEV_MODE" envDefault:"false"`
 	AdminUsers      []string      `env:"ADMIN_USERS" envDefault:"admin" envSeparator:","`
 	ReservationHold time.Duration `env:"RESERVATION_HOLD" envDefault:"30m"`
 	SweepInterval   time.Duration `env:"RESERVATION_SWEEP_INTERVAL" envDefault:"30s"`
-	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	PprofAddr       string        `env:"PPROF_ADDR"` // e.g. 127.0.0.1:6061; off when empty
-	RequestTimeout  time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s"`
-	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"2m"`
 
-	// Consumer holds KAFKA_SESSION_TIMEOUT and KAFKA_MAX_POLL_INTERVAL (see host.ConsumerTuning).
-	Consumer host.ConsumerTuning
+	// The database pool size, Kafka brokers, auth, timeouts, logging and consumer tuning.
+	host.ServiceConfig
 }
 
 // LoadConfig reads Config from the environment and checks it.
@@ -76,18 +64,8 @@ func (c Config) Validate() error {
 	if c.CartTopic == "" || c.InventoryTopic == "" || c.ProductsTopic == "" || c.ConsumerGroup == "" {
 		errs = append(errs, errors.New("config: topic names and CONSUMER_GROUP must not be empty"))
 	}
-	errs = append(errs, c.Consumer.Validate())
+	errs = append(errs, c.ServiceConfig.Validate())
 	return errors.Join(errs...)
-}
-
-// AuthConfig is the JWT configuration; in development mode without a secret the
-// well-known development key is used.
-func (c Config) AuthConfig() auth.Config {
-	secret := c.AuthSecret
-	if secret == "" && c.DevMode {
-		secret = auth.DevSigningKey
-	}
-	return auth.Config{Secret: secret, DevMode: c.DevMode}
 }
 
 // topics are the topics the service reads or writes, with their partitions.
@@ -110,8 +88,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	h, err := host.New(ctx, host.Config{Name: "inventory", HTTPAddr: cfg.HTTPAddr, GRPCAddr: cfg.GRPCAddr, Auth: cfg.AuthConfig(), ShutdownTimeout: cfg.ShutdownTimeout, PprofAddr: cfg.PprofAddr,
-		Timeouts: server.Timeouts{Request: cfg.RequestTimeout, HTTPIdle: cfg.HTTPIdleTimeout}}, log)
+	h, err := host.New(ctx, cfg.Host("inventory", cfg.HTTPAddr, cfg.GRPCAddr), log)
 	if err != nil {
 		return nil, err
 	}

@@ -31,13 +31,17 @@ func TestConfigDefaultsWorkOnTheLocalStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := app.Config{
-		HTTPAddr: "127.0.0.1:8082", GRPCAddr: "127.0.0.1:9082",
-		DatabaseURL: "postgres://postgres@127.0.0.1:15432/inventory?sslmode=disable", DatabaseConns: 20,
-		KafkaBrokers: "127.0.0.1:19092", CartTopic: "cart.events.v1", InventoryTopic: "inventory.events.v1",
-		ProductsTopic: "inventory.products.v1", ConsumerGroup: "inventory", CreateTopics: true,
-		AdminUsers: []string{"admin"}, ReservationHold: 30 * time.Minute, SweepInterval: 30 * time.Second,
-		LogLevel: "info", ShutdownTimeout: 20 * time.Second,
-		RequestTimeout: 10 * time.Second, HTTPIdleTimeout: 2 * time.Minute,
+		HTTPAddr:        "127.0.0.1:8082",
+		GRPCAddr:        "127.0.0.1:9082",
+		DatabaseURL:     "postgres://postgres@127.0.0.1:15432/inventory?sslmode=disable",
+		CartTopic:       "cart.events.v1",
+		InventoryTopic:  "inventory.events.v1",
+		ProductsTopic:   "inventory.products.v1",
+		ConsumerGroup:   "inventory",
+		AdminUsers:      []string{"admin"},
+		ReservationHold: 30 * time.Minute,
+		SweepInterval:   30 * time.Second,
+		ServiceConfig:   host.ServiceConfig{DatabaseConns: 20, KafkaBrokers: "127.0.0.1:19092", CreateTopics: true, LogLevel: "info", ShutdownTimeout: 20 * time.Second, RequestTimeout: 10 * time.Second, HTTPIdleTimeout: 2 * time.Minute},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Fatalf("defaults (-want +got):\n%s", diff)

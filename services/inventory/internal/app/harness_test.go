@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/eventshop/eventshop/pkg/envelope"
+	"github.com/eventshop/eventshop/pkg/host"
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/testkit"
 	cartpb "github.com/eventshop/eventshop/proto/eventshop/cart/v1"
@@ -37,9 +38,9 @@ func newHarness(t *testing.T, mod func(*app.Config)) *harness {
 	db, url := testkit.Database(t)
 	brokers := testkit.KafkaBrokers(t)
 	cfg := app.Config{
-		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0",
-		DatabaseURL: url, DatabaseConns: 20,
-		KafkaBrokers:    brokers,
+		HTTPAddr:        "127.0.0.1:0",
+		GRPCAddr:        "127.0.0.1:0",
+		DatabaseURL:     url,
 		CartTopic:       testkit.Topic(t, brokers, 6),
 		InventoryTopic:  testkit.Topic(t, brokers, 6),
 		ProductsTopic:   testkit.Topic(t, brokers, 3),
@@ -47,7 +48,7 @@ func newHarness(t *testing.T, mod func(*app.Config)) *harness {
 		AdminUsers:      []string{"admin"},
 		ReservationHold: 30 * time.Minute,
 		SweepInterval:   30 * time.Second,
-		DevMode:         true, LogLevel: "info", ShutdownTimeout: 10 * time.Second,
+		ServiceConfig:   host.ServiceConfig{DatabaseConns: 20, KafkaBrokers: brokers, DevMode: true, LogLevel: "info", ShutdownTimeout: 10 * time.Second},
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -6,17 +6,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/eventshop/eventshop/pkg/auth"
 	"github.com/eventshop/eventshop/pkg/host"
 	"github.com/eventshop/eventshop/pkg/idempotency"
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/outbox"
 	"github.com/eventshop/eventshop/pkg/postgres"
-	"github.com/eventshop/eventshop/pkg/server"
 	orderpb "github.com/eventshop/eventshop/proto/eventshop/order/v1"
 	"github.com/eventshop/eventshop/services/order/internal/api"
 	"github.com/eventshop/eventshop/services/order/internal/events"
@@ -27,27 +24,17 @@ import (
 // Config is the order service's configuration, read from the environment. The defaults
 // work on the local stack (`make up`).
 type Config struct {
-	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:"127.0.0.1:8083"`
-	GRPCAddr        string        `env:"GRPC_ADDR" envDefault:"127.0.0.1:9083"`
-	DatabaseURL     string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:15432/orders?sslmode=disable"`
-	DatabaseConns   int           `env:"DATABASE_MAX_CONNS" envDefault:"20"`
-	KafkaBrokers    string        `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:19092"`
-	CartTopic       string        `env:"CART_EVENTS_TOPIC" envDefault:"cart.events.v1"`
-	InventoryTopic  string        `env:"INVENTORY_EVENTS_TOPIC" envDefault:"inventory.events.v1"`
-	DiscountTopic   string        `env:"DISCOUNT_EVENTS_TOPIC" envDefault:"discount.events.v1"`
-	OrderTopic      string        `env:"ORDER_EVENTS_TOPIC" envDefault:"order.events.v1"`
-	ConsumerGroup   string        `env:"CONSUMER_GROUP" envDefault:"order"`
-	CreateTopics    bool          `env:"KAFKA_CREATE_TOPICS" envDefault:"true"`
-	AuthSecret      string        `env:"AUTH_JWT_SECRET"`
-	DevMode         bool          `env:"DEV_MODE" envDefault:"false"`
-	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	PprofAddr       string        `env:"PPROF_ADDR"` // e.g. 127.0.0.1:6061; off when empty
-	RequestTimeout  time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s"`
-	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"2m"`
+	HTTPAddr       string `env:"HTTP_ADDR" envDefault:"127.0.0.1:8083"`
+	GRPCAddr       string `env:"GRPC_ADDR" envDefault:"127.0.0.1:9083"`
+	DatabaseURL    string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:15432/orders?sslmode=disable"`
+	CartTopic      string `env:"CART_EVENTS_TOPIC" envDefault:"cart.events.v1"`
+	InventoryTopic string `env:"INVENTORY_EVENTS_TOPIC" envDefault:"inventory.events.v1"`
+	DiscountTopic  string `env:"DISCOUNT_EVENTS_TOPIC" envDefault:"discount.events.v1"`
+	OrderTopic     string `env:"ORDER_EVENTS_TOPIC" envDefault:"order.events.v1"`
+	ConsumerGroup  string `env:"CONSUMER_GROUP" envDefault:"order"`
 
-	// Consumer holds KAFKA_SESSION_TIMEOUT and KAFKA_MAX_POLL_INTERVAL (see host.ConsumerTuning).
-	Consumer host.ConsumerTuning
+	// The database pool size, Kafka brokers, auth, timeouts, logging and consumer tuning.
+	host.ServiceConfig
 }
 
 // LoadConfig reads Config from the environment.
@@ -56,17 +43,7 @@ func LoadConfig() (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	return cfg, cfg.Consumer.Validate()
-}
-
-// AuthConfig is the JWT configuration; in development mode without a secret the
-// well-known development key is used.
-func (c Config) AuthConfig() auth.Config {
-	secret := c.AuthSecret
-	if secret == "" && c.DevMode {
-		secret = auth.DevSigningKey
-	}
-	return auth.Config{Secret: secret, DevMode: c.DevMode}
+	return cfg, cfg.Validate()
 }
 
 // topics are the topics the service uses, as created at start-up: the partition counts
@@ -88,8 +65,7 @@ type App struct{ host *host.Host }
 // wires the API, the order consumer group and the outbox relay. On error, what was
 // opened is closed again.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
-	h, err := host.New(ctx, host.Config{Name: "order", HTTPAddr: cfg.HTTPAddr, GRPCAddr: cfg.GRPCAddr, Auth: cfg.AuthConfig(), ShutdownTimeout: cfg.ShutdownTimeout, PprofAddr: cfg.PprofAddr,
-		Timeouts: server.Timeouts{Request: cfg.RequestTimeout, HTTPIdle: cfg.HTTPIdleTimeout}}, log)
+	h, err := host.New(ctx, cfg.Host("order", cfg.HTTPAddr, cfg.GRPCAddr), log)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/eventshop/eventshop/pkg/auth"
+	"github.com/eventshop/eventshop/pkg/host"
 	"github.com/eventshop/eventshop/services/order/internal/app"
 )
 
@@ -23,12 +24,15 @@ func TestConfigDefaultsWorkOnTheLocalStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := app.Config{
-		HTTPAddr: "127.0.0.1:8083", GRPCAddr: "127.0.0.1:9083",
-		DatabaseURL: "postgres://postgres@127.0.0.1:15432/orders?sslmode=disable", DatabaseConns: 20,
-		KafkaBrokers: "127.0.0.1:19092", CartTopic: "cart.events.v1", InventoryTopic: "inventory.events.v1",
-		DiscountTopic: "discount.events.v1", OrderTopic: "order.events.v1", ConsumerGroup: "order", CreateTopics: true,
-		LogLevel: "info", ShutdownTimeout: 20 * time.Second,
-		RequestTimeout: 10 * time.Second, HTTPIdleTimeout: 2 * time.Minute,
+		HTTPAddr:       "127.0.0.1:8083",
+		GRPCAddr:       "127.0.0.1:9083",
+		DatabaseURL:    "postgres://postgres@127.0.0.1:15432/orders?sslmode=disable",
+		CartTopic:      "cart.events.v1",
+		InventoryTopic: "inventory.events.v1",
+		DiscountTopic:  "discount.events.v1",
+		OrderTopic:     "order.events.v1",
+		ConsumerGroup:  "order",
+		ServiceConfig:  host.ServiceConfig{DatabaseConns: 20, KafkaBrokers: "127.0.0.1:19092", CreateTopics: true, LogLevel: "info", ShutdownTimeout: 20 * time.Second, RequestTimeout: 10 * time.Second, HTTPIdleTimeout: 2 * time.Minute},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Fatalf("defaults (-want +got):\n%s", diff)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/eventshop/eventshop/pkg/auth"
 	"github.com/eventshop/eventshop/pkg/envelope"
+	"github.com/eventshop/eventshop/pkg/host"
 	"github.com/eventshop/eventshop/pkg/kafka"
 	"github.com/eventshop/eventshop/pkg/testkit"
 	cartpb "github.com/eventshop/eventshop/proto/eventshop/cart/v1"
@@ -47,15 +48,15 @@ func start(t *testing.T, partitions int) *harness {
 	db, url := testkit.Database(t)
 	brokers := testkit.KafkaBrokers(t)
 	cfg := app.Config{
-		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0",
-		DatabaseURL: url, DatabaseConns: 10,
-		KafkaBrokers:   brokers,
+		HTTPAddr:       "127.0.0.1:0",
+		GRPCAddr:       "127.0.0.1:0",
+		DatabaseURL:    url,
 		CartTopic:      testkit.Topic(t, brokers, partitions),
 		InventoryTopic: testkit.Topic(t, brokers, partitions),
 		DiscountTopic:  testkit.Topic(t, brokers, partitions),
 		OrderTopic:     testkit.Topic(t, brokers, partitions),
 		ConsumerGroup:  testkit.Name("order"),
-		DevMode:        true, LogLevel: "info", ShutdownTimeout: 10 * time.Second,
+		ServiceConfig:  host.ServiceConfig{DatabaseConns: 10, KafkaBrokers: brokers, DevMode: true, LogLevel: "info", ShutdownTimeout: 10 * time.Second},
 	}
 	deleteDLQs(t, cfg)
 	ctx := testkit.Context(t, 60*time.Second)
